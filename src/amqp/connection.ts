@@ -1,0 +1,178 @@
+import type { ChannelModel } from 'amqplib';
+import amqp from 'amqplib';
+import type { Logger } from 'pino';
+import { maskUrlPassword } from '../config.ts';
+import { toError } from '../errors.ts';
+import { backoffDelay } from '../outcome.ts';
+import { sleep } from '../sleep.ts';
+
+/**
+ * One AMQP connection that comes back by itself. After every (re)connect it runs `setup`, which
+ * opens channels and declares topology; when the connection is lost it calls `onLost` so the
+ * owner can mark everything that belonged to it dead, then reconnects with exponential backoff
+ * and full jitter (many replicas restarting together must not reconnect in lockstep).
+ *
+ * States: CONNECTING → CONNECTED → (lost) → CONNECTING … → CLOSED (after close()).
+ */
+
+export interface ConnectionSettings {
+  readonly url: string;
+  readonly heartbeatSeconds: number;
+  readonly connectionName: string;
+  readonly reconnectInitialDelayMs: number;
+  readonly reconnectMaxDelayMs: number;
+  readonly socketOptions?: Readonly<Record<string, unknown>>;
+}
+
+export interface ConnectionHooks {
+  /** Runs on every new connection; a throw counts as a failed connect and is retried. */
+  readonly setup: (connection: ChannelModel) => Promise<void>;
+  readonly onLost: (error: Error | undefined) => void;
+  /** Called after each successful reconnect (not the first connect). */
+  readonly onReconnected?: () => void;
+}
+
+export type ConnectFn = (url: string, socketOptions: Record<string, unknown>) => Promise<ChannelModel>;
+
+export class ConnectionKeeper {
+  readonly #settings: ConnectionSettings;
+  readonly #hooks: ConnectionHooks;
+  readonly #logger: Logger;
+  readonly #connect: ConnectFn;
+  #connection: ChannelModel | undefined;
+  #closed = false;
+  #stopWaiting = new AbortController();
+  #loop: Promise<void> | undefined;
+  #waiters: Array<() => void> = [];
+
+  constructor(
+    settings: ConnectionSettings,
+    hooks: ConnectionHooks,
+    logger: Logger,
+    connect: ConnectFn = amqp.connect,
+  ) {
+    this.#settings = settings;
+    this.#hooks = hooks;
+    this.#logger = logger.child({ connection: settings.connectionName });
+    this.#connect = connect;
+  }
+
+  get connected(): boolean {
+    return this.#connection !== undefined;
+  }
+
+  get current(): ChannelModel | undefined {
+    return this.#connection;
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Resolves once connected (and set up), or when closed. */
+  async waitUntilConnected(): Promise<void> {
+    if (this.#connection !== undefined || this.#closed) return;
+    await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return this.#loop;
+    this.#closed = true;
+    this.#stopWaiting.abort();
+    const connection = this.#connection;
+    this.#connection = undefined;
+    if (connection !== undefined) {
+      try {
+        await connection.close();
+      } catch (error) {
+        this.#logger.debug({ err: toError(error) }, 'closing the connection failed (already closed)');
+      }
+    }
+    this.#wakeWaiters();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    let attempt = 0;
+    let everConnected = false;
+    while (!this.#closed) {
+      const lost = await this.#connectOnce();
+      if (lost !== undefined) {
+        if (everConnected) this.#hooks.onReconnected?.();
+        everConnected = true;
+        attempt = 0;
+        const error = await lost;
+        if (this.#closed) break;
+        this.#logger.warn({ err: error }, 'broker connection lost; reconnecting');
+      }
+      if (this.#closed) break;
+      const delay = backoffDelay(attempt++, {
+        initialDelayMs: this.#settings.reconnectInitialDelayMs,
+        maxDelayMs: this.#settings.reconnectMaxDelayMs,
+      });
+      await sleep(delay, this.#stopWaiting.signal);
+    }
+  }
+
+  /** Connects and runs setup; returns a promise of the loss, or undefined if it failed. */
+  async #connectOnce(): Promise<Promise<Error | undefined> | undefined> {
+    let connection: ChannelModel | undefined;
+    try {
+      connection = await this.#connect(this.#urlWithHeartbeat(), {
+        ...this.#settings.socketOptions,
+        clientProperties: { connection_name: this.#settings.connectionName },
+      });
+    } catch (error) {
+      this.#logger.warn(
+        { err: toError(error), url: maskUrlPassword(this.#settings.url) },
+        'cannot connect to the broker; will retry',
+      );
+      return undefined;
+    }
+    let lastError: Error | undefined;
+    const lost = new Promise<Error | undefined>((resolve) => {
+      // Without an 'error' listener a network error or missed heartbeat would crash the process.
+      connection.on('error', (error: Error) => {
+        lastError = error;
+      });
+      connection.on('close', (error?: Error) => {
+        if (this.#connection === connection) this.#connection = undefined;
+        this.#hooks.onLost(error ?? lastError);
+        resolve(error ?? lastError);
+      });
+    });
+    connection.on('blocked', (reason: string) =>
+      this.#logger.warn({ reason }, 'broker blocked this connection'),
+    );
+    connection.on('unblocked', () => this.#logger.info('broker unblocked this connection'));
+    try {
+      await this.#hooks.setup(connection);
+    } catch (error) {
+      this.#logger.error({ err: toError(error) }, 'setting up the broker connection failed; will retry');
+      await connection.close().catch(() => undefined);
+      await lost;
+      return undefined;
+    }
+    if (this.#closed) {
+      await connection.close().catch(() => undefined);
+      return undefined;
+    }
+    this.#connection = connection;
+    this.#logger.info({ url: maskUrlPassword(this.#settings.url) }, 'connected to the broker');
+    this.#wakeWaiters();
+    return lost;
+  }
+
+  #urlWithHeartbeat(): string {
+    const url = new URL(this.#settings.url);
+    if (!url.searchParams.has('heartbeat'))
+      url.searchParams.set('heartbeat', String(this.#settings.heartbeatSeconds));
+    return url.toString();
+  }
+
+  #wakeWaiters(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
+  }
+}

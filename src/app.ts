@@ -1,0 +1,198 @@
+import type { Logger } from 'pino';
+import type { ConnectFn, ConnectionSettings } from './amqp/connection.ts';
+import { AmqpConsumer } from './amqp/consumer.ts';
+import { ConfirmPublisher } from './amqp/publisher.ts';
+import { Circuit } from './circuit.ts';
+import type { Config } from './config.ts';
+import { toError } from './errors.ts';
+import { type HttpEndpoint, startHttp } from './http.ts';
+import { Metrics } from './metrics.ts';
+import { type Enqueuer, Pipeline } from './pipeline.ts';
+import { RpcClient } from './rpc.ts';
+
+/**
+ * The composition root: builds every part from the config and owns their lifecycle.
+ *
+ * start(): publisher and consumer connect in the background (a broker that is down at start is
+ * retried, not fatal); the health endpoint answers at once and reports not-ready until consuming.
+ *
+ * stop(): idempotent. Stop intake → drain in-flight deliveries (up to shutdown.graceMs) → close
+ * channels and connections (unfinished deliveries return to their queues) → close the rest.
+ */
+
+export interface AppOverrides {
+  /** Replaces amqplib's connect (fault injection in tests). */
+  readonly connect?: ConnectFn;
+  /** Replaces the PostgREST client. */
+  readonly rpc?: Enqueuer & { close?: () => void };
+  /** Skip default process metrics (several apps in one test process). */
+  readonly processMetrics?: boolean;
+}
+
+/** Consecutive transient failures (no success between) that pause intake. */
+const PAUSE_AFTER_FAILURES = 5;
+
+export class App {
+  readonly config: Config;
+  readonly metrics: Metrics;
+  readonly #logger: Logger;
+  readonly #rpc: Enqueuer & { close?: () => void };
+  readonly #publisher: ConfirmPublisher;
+  readonly #consumer: AmqpConsumer;
+  readonly #circuit: Circuit;
+  readonly #pipeline: Pipeline;
+  #http: HttpEndpoint | undefined;
+  #stopping: Promise<number> | undefined;
+  #wasReady = false;
+
+  constructor(config: Config, logger: Logger, overrides: AppOverrides = {}) {
+    this.config = config;
+    this.#logger = logger;
+    this.metrics = new Metrics({ processMetrics: overrides.processMetrics ?? true });
+    const totalConcurrency = config.sources.reduce((sum, s) => sum + s.concurrency, 0);
+    this.#rpc =
+      overrides.rpc ??
+      new RpcClient({
+        url: config.postgrest.url,
+        function: config.postgrest.function,
+        schema: config.postgrest.schema,
+        timeoutMs: config.postgrest.timeoutMs,
+        bearerToken:
+          config.postgrest.bearerToken === undefined ? undefined : () => config.postgrest.bearerToken,
+        maxSockets: totalConcurrency,
+      });
+    const settings: ConnectionSettings = config.amqp;
+    this.#publisher = new ConfirmPublisher(settings, logger, overrides.connect);
+    this.#consumer = new AmqpConsumer(
+      settings,
+      config.sources,
+      {
+        onDelivery: (delivery) => this.#pipeline.handle(delivery),
+        onReconnected: () => {
+          this.metrics.reconnects.inc({ connection: 'consumer' });
+          this.#logger.info('reconnected to the broker');
+        },
+        onConsumerCancelled: (queue) => this.metrics.consumerCancels.inc({ queue }),
+        onStateChange: () => this.#updateReady(),
+      },
+      logger,
+      overrides.connect,
+    );
+    this.#circuit = new Circuit({
+      failureThreshold: PAUSE_AFTER_FAILURES,
+      backoff: config.retry,
+      onIntake: (allowed) => {
+        if (this.#stopping !== undefined) return;
+        const change = allowed ? this.#consumer.resume() : this.#consumer.pause();
+        change.catch((error: unknown) =>
+          this.#logger.error({ err: toError(error) }, 'changing intake failed'),
+        );
+      },
+      onOpen: (reason) => {
+        this.metrics.paused.set(1);
+        this.#logger.error(
+          { reason, endpoint: config.postgrest.url },
+          'the RPC endpoint is failing; intake paused, probing with backoff (nothing is acked or dead-lettered meanwhile)',
+        );
+        this.#updateReady();
+      },
+      onClose: () => {
+        this.metrics.paused.set(0);
+        this.#logger.info(
+          { endpoint: config.postgrest.url },
+          'the RPC endpoint answers again; intake resumed',
+        );
+        this.#updateReady();
+      },
+    });
+    this.#pipeline = new Pipeline({
+      rpc: this.#rpc,
+      publisher: this.#publisher,
+      circuit: this.#circuit,
+      metrics: this.metrics,
+      logger,
+      retry: config.retry,
+    });
+  }
+
+  get ready(): boolean {
+    return this.#stopping === undefined && this.#consumer.consuming && !this.#circuit.isOpen;
+  }
+
+  get httpPort(): number | undefined {
+    return this.#http?.port;
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      consuming: this.#consumer.consuming,
+      endpointFailing: this.#circuit.isOpen,
+      intakePaused: this.#consumer.paused,
+      deadLetterPublisherConnected: this.#publisher.ready,
+      inFlight: this.#pipeline.active,
+      stopping: this.#stopping !== undefined,
+    };
+  }
+
+  async start(): Promise<void> {
+    if (this.config.http.enabled) {
+      this.#http = await startHttp(
+        this.config.http.host,
+        this.config.http.port,
+        this,
+        this.metrics.registry,
+        this.#logger,
+      );
+    }
+    this.#publisher.start();
+    this.#consumer.start();
+  }
+
+  /** Resolves once consuming has started (for tests and the demo). */
+  waitUntilConnected(): Promise<void> {
+    return this.#consumer.waitUntilConnected();
+  }
+
+  /** Graceful stop; resolves with the number of deliveries left unfinished (returned to the broker). */
+  stop(): Promise<number> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<number> {
+    this.#updateReady();
+    const steps: Array<[string, () => Promise<unknown> | unknown]> = [];
+    let unfinished = 0;
+    steps.push(['stop intake', () => this.#consumer.stopIntake()]);
+    steps.push([
+      'drain',
+      async () => {
+        unfinished = await this.#pipeline.drain(this.config.shutdown.graceMs);
+      },
+    ]);
+    steps.push(['close circuit', () => this.#circuit.close()]);
+    steps.push(['close consumer', () => this.#consumer.close()]);
+    steps.push(['close publisher', () => this.#publisher.close()]);
+    steps.push(['close rpc client', () => this.#rpc.close?.()]);
+    steps.push(['close http', () => this.#http?.close()]);
+    // Each step runs even if an earlier one failed: a half-closed bridge must still let go of
+    // its channels so the broker requeues what is unacked.
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (error) {
+        this.#logger.error({ err: toError(error), step: name }, 'shutdown step failed');
+      }
+    }
+    this.#logger.info({ unfinished }, 'stopped');
+    return unfinished;
+  }
+
+  #updateReady(): void {
+    const ready = this.ready;
+    this.metrics.ready.set(ready ? 1 : 0);
+    if (ready === this.#wasReady) return;
+    this.#wasReady = ready;
+    this.#logger.info({ ready, ...this.status() }, ready ? 'ready' : 'not ready');
+  }
+}

@@ -1,0 +1,355 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigError, toError } from './errors.ts';
+
+/**
+ * Configuration is read once at start: a JSON file, then a few environment variables for
+ * endpoints and secrets (so a container can keep secrets out of the mounted file). The result is
+ * validated as a whole and frozen; a bad config produces one line per problem naming the key.
+ */
+
+const durationMs = (description: string, defaultValue: number) =>
+  z.number().int().min(0).default(defaultValue).describe(description);
+
+const amqpUrl = z
+  .string()
+  .regex(/^amqps?:\/\/[^\s]+$/, 'must be an amqp:// or amqps:// URL')
+  .describe('Broker URL, credentials included. Secret. Env: PGQ_BRIDGE_AMQP_URL.');
+
+const httpUrl = z
+  .string()
+  .regex(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, 'must be an http:// or https:// URL')
+  .describe(
+    'Base URL of PostgREST; the bridge posts to {url}/rpc/{function}. Env: PGQ_BRIDGE_POSTGREST_URL.',
+  );
+
+const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a plain SQL identifier');
+
+const sourceSchema = z
+  .strictObject({
+    queue: z.string().min(1).max(255).describe('Queue to consume from.'),
+    mode: z
+      .enum(['envelope', 'raw'])
+      .default('envelope')
+      .describe(
+        '`envelope`: the body is a JSON object with the enqueue arguments. `raw`: the body is the payload.',
+      ),
+    concurrency: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .optional()
+      .describe('RPC calls in flight for this source. Default: top-level `concurrency`.'),
+    prefetch: z
+      .number()
+      .int()
+      .min(1)
+      .max(65535)
+      .optional()
+      .describe('AMQP prefetch for this source; at least its concurrency. Default: its concurrency.'),
+    deadLetterQueue: z
+      .string()
+      .min(1)
+      .max(255)
+      .optional()
+      .describe('Queue that receives messages that can never succeed. Default: `<queue>.dead`.'),
+    declare: z
+      .boolean()
+      .default(true)
+      .describe('Declare the source queue (durable) at start; when false it must already exist.'),
+    queueArguments: z
+      .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+      .default({})
+      .describe('Arguments for declaring the source queue, e.g. {"x-queue-type": "quorum"}.'),
+    entrypoint: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'raw mode: the entrypoint of every job from this queue (fallback when the header is absent).',
+      ),
+    entrypointHeader: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('raw mode: AMQP header that carries the entrypoint.'),
+    dedupeKeyFromMessageId: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Use the AMQP message-id as dedupe_key when the message has none (makes redelivery idempotent).',
+      ),
+  })
+  .superRefine((source, ctx) => {
+    if (source.mode === 'raw' && source.entrypoint === undefined && source.entrypointHeader === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['entrypoint'],
+        message: 'raw mode needs entrypoint or entrypointHeader',
+      });
+    }
+    if (source.mode === 'envelope') {
+      for (const key of ['entrypoint', 'entrypointHeader'] as const) {
+        if (source[key] !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [key],
+            message: 'only valid in raw mode (envelopes carry it)',
+          });
+        }
+      }
+    }
+  });
+
+export const configSchema = z
+  .strictObject({
+    amqp: z
+      .strictObject({
+        url: amqpUrl,
+        heartbeatSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(600)
+          .default(20)
+          .describe('AMQP heartbeat; a dead broker is noticed after two silent intervals. 0 disables.'),
+        connectionName: z
+          .string()
+          .default('pgq-bridge')
+          .describe('Shown in the RabbitMQ management UI and `rabbitmqctl list_connections`.'),
+        reconnectInitialDelayMs: durationMs(
+          'First reconnect delay; doubles per failed attempt, with jitter.',
+          500,
+        ),
+        reconnectMaxDelayMs: durationMs('Upper bound of the reconnect delay.', 30_000),
+      })
+      .describe('RabbitMQ connection.'),
+    postgrest: z
+      .strictObject({
+        url: httpUrl,
+        function: identifier.default('fn_pgqueuer_enqueue').describe('Name of the enqueue function.'),
+        schema: identifier
+          .optional()
+          .describe('Sent as Content-Profile to select the exposed schema that holds the function.'),
+        timeoutMs: z.number().int().min(1).default(10_000).describe('Per-request timeout.'),
+        bearerToken: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Static bearer token (a JWT PostgREST accepts). Secret. Env: PGQ_BRIDGE_POSTGREST_TOKEN.',
+          ),
+      })
+      .describe('PostgREST endpoint.'),
+    concurrency: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(10)
+      .describe("Default RPC calls in flight per source; keep the sum at or below PostgREST's db-pool (10)."),
+    sources: z.array(sourceSchema).min(1).describe('Queues to consume.'),
+    retry: z
+      .strictObject({
+        initialDelayMs: durationMs(
+          'First retry delay after a transient failure (exponential, full jitter).',
+          200,
+        ),
+        maxDelayMs: durationMs('Upper bound of one retry delay.', 30_000),
+        maxHoldMs: z
+          .number()
+          .int()
+          .min(1000)
+          .default(15 * 60_000)
+          .describe(
+            "How long a failing delivery is held before it is returned to the queue; keep below RabbitMQ's consumer_timeout (30 min).",
+          ),
+        poisonAttempts: z
+          .number()
+          .int()
+          .min(1)
+          .default(8)
+          .describe(
+            'Failures of one message, while other messages succeed, after which it is dead-lettered.',
+          ),
+      })
+      .prefault({})
+      .describe('Retry policy.'),
+    shutdown: z
+      .strictObject({
+        graceMs: durationMs('On SIGTERM/SIGINT, how long in-flight deliveries may take to finish.', 20_000),
+      })
+      .prefault({})
+      .describe('Graceful shutdown.'),
+    http: z
+      .strictObject({
+        enabled: z.boolean().default(true).describe('Serve /healthz, /readyz and /metrics.'),
+        host: z.string().default('0.0.0.0').describe('Listen address.'),
+        port: z
+          .number()
+          .int()
+          .min(0)
+          .max(65535)
+          .default(9464)
+          .describe('Listen port. Env: PGQ_BRIDGE_HTTP_PORT.'),
+      })
+      .prefault({})
+      .describe('Health and metrics endpoint.'),
+    log: z
+      .strictObject({
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info')
+          .describe('Log level. Env: PGQ_BRIDGE_LOG_LEVEL.'),
+      })
+      .prefault({})
+      .describe('Logging.'),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.sources.forEach((source, index) => {
+      if (seen.has(source.queue)) {
+        ctx.addIssue({ code: 'custom', path: ['sources', index, 'queue'], message: 'queue listed twice' });
+      }
+      seen.add(source.queue);
+    });
+  });
+
+type ParsedConfig = z.output<typeof configSchema>;
+type ParsedSource = ParsedConfig['sources'][number];
+
+export interface SourceConfig extends ParsedSource {
+  readonly concurrency: number;
+  readonly prefetch: number;
+  readonly deadLetterQueue: string;
+}
+
+export interface Config extends Omit<ParsedConfig, 'sources'> {
+  readonly sources: readonly SourceConfig[];
+}
+
+/** Environment variables that override one key each; the value is a JSON-compatible string. */
+export const ENV_OVERRIDES = {
+  PGQ_BRIDGE_AMQP_URL: ['amqp', 'url'],
+  PGQ_BRIDGE_POSTGREST_URL: ['postgrest', 'url'],
+  PGQ_BRIDGE_POSTGREST_TOKEN: ['postgrest', 'bearerToken'],
+  PGQ_BRIDGE_LOG_LEVEL: ['log', 'level'],
+  PGQ_BRIDGE_HTTP_PORT: ['http', 'port'],
+} as const satisfies Record<string, readonly [string, string]>;
+
+export const CONFIG_PATH_ENV = 'PGQ_BRIDGE_CONFIG';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Validates raw config (the parsed JSON file) with env overrides applied; throws ConfigError. */
+export function parseConfig(raw: unknown, env: Env = {}): Config {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(['(root): the config file must hold a JSON object']);
+  }
+  const merged: Record<string, unknown> = structuredClone(raw as Record<string, unknown>);
+  const envByPath = new Map<string, string>();
+  for (const [name, [section, key]] of Object.entries(ENV_OVERRIDES)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    const target = merged[section];
+    const sectionObject =
+      typeof target === 'object' && target !== null && !Array.isArray(target)
+        ? (target as Record<string, unknown>)
+        : {};
+    sectionObject[key] = key === 'port' ? Number(value) : value;
+    merged[section] = sectionObject;
+    envByPath.set(`${section}.${key}`, name);
+  }
+
+  const result = configSchema.safeParse(merged);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => {
+        const path = issue.path.map(String).join('.');
+        const base = issue.code === 'unrecognized_keys' ? issue.path.concat(issue.keys).join('.') : path;
+        const fromEnv = envByPath.get(path);
+        return `${base || '(root)'}${fromEnv ? ` (from ${fromEnv})` : ''}: ${issue.message}`;
+      }),
+    );
+  }
+  return freeze(resolve(result.data));
+}
+
+function resolve(parsed: ParsedConfig): Config {
+  const problems: string[] = [];
+  const sources = parsed.sources.map((source, index): SourceConfig => {
+    const concurrency = source.concurrency ?? parsed.concurrency;
+    const prefetch = source.prefetch ?? concurrency;
+    if (prefetch < concurrency)
+      problems.push(`sources.${index}.prefetch: must be at least the concurrency (${concurrency})`);
+    const deadLetterQueue = source.deadLetterQueue ?? `${source.queue}.dead`;
+    if (deadLetterQueue === source.queue) {
+      problems.push(`sources.${index}.deadLetterQueue: must differ from the source queue`);
+    }
+    return { ...source, concurrency, prefetch, deadLetterQueue };
+  });
+  if (parsed.retry.maxDelayMs < parsed.retry.initialDelayMs) {
+    problems.push('retry.maxDelayMs: must be at least retry.initialDelayMs');
+  }
+  if (parsed.amqp.reconnectMaxDelayMs < parsed.amqp.reconnectInitialDelayMs) {
+    problems.push('amqp.reconnectMaxDelayMs: must be at least amqp.reconnectInitialDelayMs');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { ...parsed, sources };
+}
+
+function freeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const child of Object.values(value)) freeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Finds the config path from `--config PATH` / `--config=PATH` or PGQ_BRIDGE_CONFIG. */
+export function configPathFrom(argv: readonly string[], env: Env): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--config' || arg === '-c') return argv[i + 1];
+    if (arg?.startsWith('--config=')) return arg.slice('--config='.length);
+  }
+  return env[CONFIG_PATH_ENV];
+}
+
+/** Reads and validates the config named on the command line or in the environment. */
+export function loadConfig(argv: readonly string[], env: Env = process.env): Config {
+  const path = configPathFrom(argv, env);
+  if (path === undefined || path === '') {
+    throw new ConfigError([`(file): no config file; pass --config PATH or set ${CONFIG_PATH_ENV}`]);
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError([`(file): cannot read ${path}: ${toError(error).message}`]);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError([`(file): ${path} is not valid JSON: ${toError(error).message}`]);
+  }
+  return parseConfig(raw, env);
+}
+
+/** The config with secrets replaced, for printing and logging. */
+export function maskSecrets(config: Config): unknown {
+  return {
+    ...config,
+    amqp: { ...config.amqp, url: maskUrlPassword(config.amqp.url) },
+    postgrest: {
+      ...config.postgrest,
+      ...(config.postgrest.bearerToken === undefined ? {} : { bearerToken: '***' }),
+    },
+  };
+}
+
+export function maskUrlPassword(url: string): string {
+  return url.replace(/^([a-z]+:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
+}

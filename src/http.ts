@@ -1,0 +1,76 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { toError } from './errors.ts';
+
+/**
+ * /healthz: the process is alive (the event loop answers).
+ * /readyz:  consuming from the broker and the RPC endpoint not failing; 503 otherwise.
+ * /metrics: Prometheus text, always served, ready or not (it is how an operator sees why not).
+ */
+
+export interface HealthSource {
+  readonly ready: boolean;
+  status(): Record<string, unknown>;
+}
+
+export interface HttpEndpoint {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startHttp(
+  host: string,
+  port: number,
+  health: HealthSource,
+  registry: Registry,
+  logger: Logger,
+): Promise<HttpEndpoint> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/healthz') {
+      json(res, 200, { status: 'ok' });
+    } else if (path === '/readyz') {
+      json(res, health.ready ? 200 : 503, { ready: health.ready, ...health.status() });
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (error: unknown) => {
+          logger.error({ err: toError(error) }, 'collecting metrics failed');
+          res.writeHead(500).end();
+        },
+      );
+    } else {
+      json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics'] });
+    }
+  });
+  // A socket error on one request must not take the process down.
+  server.on('clientError', (_error, socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (error) => logger.error({ err: error }, 'health endpoint error'));
+  const actualPort = (server.address() as AddressInfo).port;
+  logger.info({ host, port: actualPort }, 'health and metrics endpoint listening');
+  return {
+    port: actualPort,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}

@@ -1,0 +1,100 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * Every metric the bridge exports, in one place. A registry per bridge instance (not prom-client's
+ * global one) so several bridges can live in one process, as they do in tests.
+ */
+
+type Labels<L extends string> = Readonly<Record<L, string>>;
+
+/** A counter whose every label must be given. */
+class TypedCounter<L extends string> {
+  readonly #counter: Counter<L>;
+
+  constructor(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
+    this.#counter = new Counter({ name, help, labelNames, registers: [registry] });
+  }
+
+  inc(labels: Labels<L>, value = 1): void {
+    this.#counter.inc(labels, value);
+  }
+}
+
+export type DeadLetterKind = 'invalid_message' | 'rejected_by_rpc';
+export type RetryKind = 'transient' | 'endpoint_fault' | 'unknown' | 'dead_letter_publish';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly deliveries = new TypedCounter(
+    this.registry,
+    'pgq_bridge_deliveries_total',
+    'Deliveries received',
+    ['queue'],
+  );
+  readonly enqueued = new TypedCounter(this.registry, 'pgq_bridge_enqueued_total', 'Jobs enqueued (acked)', [
+    'queue',
+  ]);
+  readonly duplicates = new TypedCounter(
+    this.registry,
+    'pgq_bridge_duplicates_total',
+    'Deliveries acked because their dedupe key was already queued or picked',
+    ['queue'],
+  );
+  readonly deadLettered = new TypedCounter(
+    this.registry,
+    'pgq_bridge_dead_lettered_total',
+    'Deliveries dead-lettered, by error kind and reason',
+    ['queue', 'kind', 'reason'],
+  );
+  readonly retries = new TypedCounter(
+    this.registry,
+    'pgq_bridge_retries_total',
+    'Retries of a held delivery',
+    ['queue', 'kind'],
+  );
+  readonly ambiguousRetries = new TypedCounter(
+    this.registry,
+    'pgq_bridge_ambiguous_retries_total',
+    'Retries after the request was sent but no answer came (the job may exist)',
+    ['queue'],
+  );
+  readonly requeued = new TypedCounter(
+    this.registry,
+    'pgq_bridge_requeued_total',
+    'Held deliveries returned to the queue before the consumer timeout',
+    ['queue'],
+  );
+  readonly reconnects = new TypedCounter(this.registry, 'pgq_bridge_reconnects_total', 'Broker reconnects', [
+    'connection',
+  ]);
+  readonly consumerCancels = new TypedCounter(
+    this.registry,
+    'pgq_bridge_consumer_cancels_total',
+    'Consumers cancelled by the broker (queue deleted, consumer timeout)',
+    ['queue'],
+  );
+  readonly rpcDuration = new Histogram({
+    name: 'pgq_bridge_rpc_duration_seconds',
+    help: 'PostgREST call latency by outcome',
+    labelNames: ['outcome'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly inFlight = new Gauge({
+    name: 'pgq_bridge_in_flight',
+    help: 'Deliveries received and not yet settled',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+  });
+  readonly paused = new Gauge({
+    name: 'pgq_bridge_paused',
+    help: '1 while intake is paused because the endpoint is failing',
+    registers: [this.registry],
+  });
+  readonly ready = new Gauge({ name: 'pgq_bridge_ready', help: '1 when ready', registers: [this.registry] });
+
+  constructor(options: { readonly processMetrics?: boolean } = {}) {
+    if (options.processMetrics ?? true)
+      collectDefaultMetrics({ register: this.registry, prefix: 'pgq_bridge_' });
+  }
+}

@@ -1,0 +1,361 @@
+import type { Options } from 'amqplib';
+import pLimit, { type LimitFunction } from 'p-limit';
+import type { Logger } from 'pino';
+import type { Delivery } from './amqp/consumer.ts';
+import type { Circuit } from './circuit.ts';
+import type { Config, SourceConfig } from './config.ts';
+import { buildDeadLetter, type DeadLetterReason } from './dead-letter.ts';
+import { toError } from './errors.ts';
+import { decodeMessage, type EnqueueArgs } from './message.ts';
+import type { Metrics } from './metrics.ts';
+import { classify, type Outcome, retryDelay } from './outcome.ts';
+import type { RpcResult } from './rpc.ts';
+import { sleep } from './sleep.ts';
+
+/**
+ * One delivery is one unit of work from arrival until it is acked or handed back to the broker:
+ *
+ *   decode ─ invalid ─────────────────────────────────────▶ dead-letter (confirmed) ▶ ack
+ *      └ ok ▶ RPC ─ enqueued / duplicate ──────────────────────────────────────────▶ ack
+ *               ├ rejected_by_rpc ─────────────────────────▶ dead-letter (confirmed) ▶ ack
+ *               └ transient / endpoint_fault / unknown ▶ hold, back off, retry (through the circuit)
+ *
+ * Nothing else acks a delivery, and it is settled at most once, on its own channel. A delivery
+ * is handed back (nack + requeue) only when it has been held for `retry.maxHoldMs`, so it never
+ * outlives RabbitMQ's consumer_timeout; while draining for shutdown it is simply left unacked
+ * and the broker requeues it when the channel closes. Nothing is dead-lettered while draining.
+ */
+
+export interface Enqueuer {
+  enqueue(args: EnqueueArgs): Promise<RpcResult>;
+}
+
+export interface Publisher {
+  publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void>;
+}
+
+export interface PipelineDeps {
+  readonly rpc: Enqueuer;
+  readonly publisher: Publisher;
+  readonly circuit: Circuit;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly retry: Config['retry'];
+}
+
+type FailedOutcome = Extract<Outcome, { kind: 'transient' | 'endpoint_fault' | 'unknown' }>;
+
+export class Pipeline {
+  readonly #deps: PipelineDeps;
+  readonly #limits = new Map<string, LimitFunction>();
+  readonly #drainSignal = new AbortController();
+  #active = 0;
+  #idle: (() => void) | undefined;
+  /** For the poison rule: did any call succeed after a given delivery started failing? */
+  #lastSuccessAt = 0;
+
+  constructor(deps: PipelineDeps) {
+    this.#deps = deps;
+  }
+
+  get draining(): boolean {
+    return this.#drainSignal.signal.aborted;
+  }
+
+  /** Deliveries received and not yet finished. */
+  get active(): number {
+    return this.#active;
+  }
+
+  handle(delivery: Delivery): void {
+    const queue = delivery.source.queue;
+    this.#deps.metrics.deliveries.inc({ queue });
+    this.#deps.metrics.inFlight.inc({ queue });
+    this.#active++;
+    this.#limitFor(delivery.source)(() => this.#process(delivery))
+      .catch((error: unknown) => {
+        // A bug, not an outcome: leave the delivery unacked (the broker keeps it) and say so.
+        this.#deps.logger.error(
+          { ...deliveryFields(delivery), err: toError(error) },
+          'unexpected error in the pipeline',
+        );
+      })
+      .finally(() => {
+        this.#deps.metrics.inFlight.dec({ queue });
+        this.#active--;
+        if (this.#active === 0) this.#idle?.();
+      });
+  }
+
+  /**
+   * Stops starting work, abandons backoff waits, and waits (up to `graceMs`) for calls already
+   * in flight to finish and be acked. Returns how many deliveries were still unfinished.
+   */
+  async drain(graceMs: number): Promise<number> {
+    this.#drainSignal.abort();
+    if (this.#active > 0) {
+      const idle = new Promise<void>((resolve) => {
+        this.#idle = resolve;
+      });
+      await Promise.race([idle, sleep(graceMs)]);
+    }
+    return this.#active;
+  }
+
+  #limitFor(source: SourceConfig): LimitFunction {
+    let limit = this.#limits.get(source.queue);
+    if (limit === undefined) {
+      limit = pLimit(source.concurrency);
+      this.#limits.set(source.queue, limit);
+    }
+    return limit;
+  }
+
+  async #process(delivery: Delivery): Promise<void> {
+    if (this.draining || !delivery.live) return;
+    const { message } = delivery;
+    const decoded = decodeMessage(
+      {
+        body: message.content,
+        properties: message.properties as Parameters<typeof decodeMessage>[0]['properties'],
+      },
+      delivery.source,
+    );
+    if (!decoded.ok) {
+      await this.#deadLetter(delivery, {
+        kind: 'invalid_message',
+        reason: decoded.error.reason,
+        message: decoded.error.message,
+      });
+      return;
+    }
+    await this.#enqueue(delivery, decoded.args);
+  }
+
+  async #enqueue(delivery: Delivery, args: EnqueueArgs): Promise<void> {
+    const { rpc, circuit, metrics, retry } = this.#deps;
+    const queue = delivery.source.queue;
+    const hold = this.#holdSignal(delivery);
+    const heldSince = Date.now();
+    let failures = 0;
+    for (;;) {
+      if (!(await circuit.permit(hold))) return this.#handBack(delivery, hold);
+      if (this.draining || !delivery.live) {
+        circuit.abandon();
+        return;
+      }
+      const started = performance.now();
+      const result = await rpc.enqueue(args);
+      const outcome = classify(result, { hasDedupeKey: args.dedupeKey !== undefined });
+      metrics.rpcDuration.observe({ outcome: outcome.kind }, (performance.now() - started) / 1000);
+
+      if (outcome.kind === 'enqueued' || outcome.kind === 'duplicate') {
+        circuit.success();
+        this.#lastSuccessAt = Date.now();
+        this.#ack(delivery, args, outcome);
+        return;
+      }
+      if (outcome.kind === 'rejected_by_rpc') {
+        circuit.success();
+        await this.#deadLetter(delivery, rpcReason(result, 'rejected_by_rpc'));
+        return;
+      }
+
+      failures++;
+      circuit.failure(outcome.kind === 'endpoint_fault' ? 'endpoint_fault' : 'transient');
+      metrics.retries.inc({ queue, kind: outcome.kind });
+      if (outcome.kind === 'transient' && outcome.ambiguous) metrics.ambiguousRetries.inc({ queue });
+      this.#logFailure(delivery, args, result, outcome, failures);
+
+      // Failing again and again while other messages go through: this message is the problem.
+      if (
+        outcome.kind !== 'transient' &&
+        failures >= retry.poisonAttempts &&
+        this.#lastSuccessAt > heldSince
+      ) {
+        await this.#deadLetter(delivery, {
+          ...rpcReason(result, 'rejected_by_rpc'),
+          reason: 'repeated_failure',
+          message: `failed ${failures} times while other messages succeeded; last error: ${describe(result)}`,
+        });
+        return;
+      }
+      const delay = retryDelay(failures - 1, retry, outcome.kind === 'transient' ? outcome.retryAfterMs : 0);
+      if (!(await sleep(delay, hold))) return this.#handBack(delivery, hold);
+    }
+  }
+
+  #ack(
+    delivery: Delivery,
+    args: EnqueueArgs,
+    outcome: Extract<Outcome, { kind: 'enqueued' | 'duplicate' }>,
+  ): void {
+    const { metrics, logger } = this.#deps;
+    const queue = delivery.source.queue;
+    if (!delivery.ack()) {
+      // The channel went away after the job was written: the broker redelivers the message, and
+      // with a dedupe key the second call ends as a duplicate.
+      logger.warn(
+        { ...deliveryFields(delivery), entrypoint: args.entrypoint, outcome: outcome.kind },
+        'job written but the channel was lost before the ack; the message will be redelivered',
+      );
+      return;
+    }
+    if (outcome.kind === 'enqueued') {
+      metrics.enqueued.inc({ queue });
+      if (logger.isLevelEnabled('debug')) {
+        logger.debug(
+          {
+            ...deliveryFields(delivery),
+            entrypoint: args.entrypoint,
+            jobId: outcome.jobId,
+            outcome: 'enqueued',
+          },
+          'enqueued',
+        );
+      }
+    } else {
+      metrics.duplicates.inc({ queue });
+      logger.info(
+        {
+          ...deliveryFields(delivery),
+          entrypoint: args.entrypoint,
+          dedupeKey: args.dedupeKey,
+          outcome: 'duplicate',
+        },
+        'dedupe key already queued; acked as a duplicate',
+      );
+    }
+  }
+
+  async #deadLetter(delivery: Delivery, reason: DeadLetterReason): Promise<void> {
+    const { publisher, metrics, logger, retry } = this.#deps;
+    if (this.draining) return;
+    const queue = delivery.source.queue;
+    const { content, options } = buildDeadLetter(delivery.message, queue, reason, new Date());
+    const hold = this.#holdSignal(delivery);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await publisher.publish('', delivery.source.deadLetterQueue, content, options);
+        break;
+      } catch (error) {
+        metrics.retries.inc({ queue, kind: 'dead_letter_publish' });
+        logger.warn(
+          { ...deliveryFields(delivery), err: toError(error) },
+          'publishing the dead letter failed; holding the message and retrying',
+        );
+        if (!(await sleep(retryDelay(attempt, retry, 0), hold))) return this.#handBack(delivery, hold);
+      }
+      if (this.draining || !delivery.live) return;
+    }
+    const acked = delivery.ack();
+    if (acked) metrics.deadLettered.inc({ queue, kind: reason.kind, reason: reason.reason });
+    logger.warn(
+      {
+        ...deliveryFields(delivery),
+        outcome: 'dead_lettered',
+        kind: reason.kind,
+        reason: reason.reason,
+        httpStatus: reason.httpStatus,
+        code: reason.postgrestCode,
+        deadLetterQueue: delivery.source.deadLetterQueue,
+        acked,
+      },
+      `dead-lettered: ${reason.message}`,
+    );
+  }
+
+  /** Aborts on shutdown, when the delivery's channel is lost, or when it has been held too long. */
+  #holdSignal(delivery: Delivery): AbortSignal {
+    const remaining = Math.max(0, delivery.receivedAt + this.#deps.retry.maxHoldMs - Date.now());
+    return AbortSignal.any([this.#drainSignal.signal, delivery.channelLost, AbortSignal.timeout(remaining)]);
+  }
+
+  /** Returns a held delivery to the queue before the broker's consumer_timeout could close the channel. */
+  #handBack(delivery: Delivery, hold: AbortSignal): void {
+    if (this.draining || !delivery.live || !hold.aborted) return;
+    if (delivery.requeue()) {
+      this.#deps.metrics.requeued.inc({ queue: delivery.source.queue });
+      this.#deps.logger.warn(
+        { ...deliveryFields(delivery), outcome: 'requeued', heldMs: Date.now() - delivery.receivedAt },
+        'held too long without success; returned to the queue',
+      );
+    }
+  }
+
+  #logFailure(
+    delivery: Delivery,
+    args: EnqueueArgs,
+    result: RpcResult,
+    outcome: FailedOutcome,
+    failures: number,
+  ): void {
+    const { logger } = this.#deps;
+    // The first failure of a delivery is worth a warning; the rest of a long outage is noise
+    // (the circuit logs the outage itself).
+    const level = failures === 1 ? 'warn' : 'debug';
+    if (!logger.isLevelEnabled(level)) return;
+    logger[level](
+      {
+        ...deliveryFields(delivery),
+        entrypoint: args.entrypoint,
+        outcome: outcome.kind,
+        failures,
+        ...resultFields(result),
+      },
+      `enqueue failed (${outcome.kind}); holding and retrying`,
+    );
+  }
+}
+
+export function deliveryFields(delivery: Delivery): Record<string, unknown> {
+  const { fields, properties } = delivery.message;
+  return {
+    queue: delivery.source.queue,
+    deliveryTag: fields.deliveryTag,
+    messageId: properties.messageId,
+    redelivered: fields.redelivered,
+    deliveryCount: properties.headers?.['x-delivery-count'],
+  };
+}
+
+function resultFields(result: RpcResult): Record<string, unknown> {
+  switch (result.kind) {
+    case 'http_error':
+      return { httpStatus: result.status, code: result.code, error: result.message };
+    case 'network_error':
+      return { errno: result.errno, error: result.message, requestSent: result.requestSent };
+    case 'bad_response':
+      return { httpStatus: result.status, error: result.message };
+    case 'enqueued':
+      return {};
+  }
+}
+
+function describe(result: RpcResult): string {
+  switch (result.kind) {
+    case 'http_error':
+      return `HTTP ${result.status}${result.code === null ? '' : ` ${result.code}`}: ${result.message}`;
+    case 'network_error':
+      return `${result.errno}: ${result.message}`;
+    case 'bad_response':
+      return `HTTP ${result.status}: ${result.message}`;
+    case 'enqueued':
+      return 'enqueued';
+  }
+}
+
+function rpcReason(result: RpcResult, kind: 'rejected_by_rpc'): DeadLetterReason {
+  if (result.kind === 'http_error') {
+    return {
+      kind,
+      reason: result.code ?? `http_${result.status}`,
+      message: result.message,
+      httpStatus: result.status,
+      postgrestCode: result.code,
+      details: result.details,
+      hint: result.hint,
+    };
+  }
+  return { kind, reason: result.kind, message: describe(result) };
+}

@@ -1,0 +1,212 @@
+import http from 'node:http';
+import https from 'node:https';
+import { errorCode, toError } from './errors.ts';
+import type { EnqueueArgs } from './message.ts';
+
+/**
+ * PostgREST client for one function: POST {url}/rpc/{function} with the named arguments as a JSON
+ * object. It never throws for a failed call; it describes what came back, and `outcome.ts`
+ * decides what that means.
+ */
+
+export type RpcResult =
+  | { readonly kind: 'enqueued'; readonly jobId: string }
+  | {
+      readonly kind: 'http_error';
+      readonly status: number;
+      /** SQLSTATE or PGRSTnnn; null when the body is not a PostgREST error (e.g. a proxy page). */
+      readonly code: string | null;
+      readonly message: string;
+      readonly details: string | null;
+      readonly hint: string | null;
+      /** From Retry-After; 0 when absent (PostgREST 13+ always sends 0). */
+      readonly retryAfterMs: number;
+    }
+  /** 2xx whose body is not a job id: the function is not the one we think it is. */
+  | { readonly kind: 'bad_response'; readonly status: number; readonly message: string }
+  | {
+      readonly kind: 'network_error';
+      /** errno (ECONNREFUSED, ECONNRESET, ...) or TIMEOUT. */
+      readonly errno: string;
+      readonly message: string;
+      /** The request left this process: the job may exist even though no answer came. */
+      readonly requestSent: boolean;
+    };
+
+export interface RpcClientOptions {
+  readonly url: string;
+  readonly function: string;
+  readonly schema?: string | undefined;
+  readonly timeoutMs: number;
+  /** Called per request so a rotated token is picked up without a restart. */
+  readonly bearerToken?: (() => string | undefined) | undefined;
+  /** Upper bound of keep-alive connections; the sum of the sources' concurrency. */
+  readonly maxSockets: number;
+  readonly ca?: Buffer | undefined;
+}
+
+/** Error bodies are small; a larger one is a proxy page and only its start is worth keeping. */
+const MAX_RESPONSE_BYTES = 64 * 1024;
+const JOB_ID = /^\s*(-?\d+)\s*$/;
+
+/**
+ * The request body. Bytes go as bytea hex text (`\x…`): PostgREST hands a JSON string to
+ * bytea's input function, which would store a base64 string as its ASCII characters.
+ * Headers are the publisher's own JSON text, so large integers in them stay exact.
+ */
+export function encodeEnqueueBody(args: EnqueueArgs): string {
+  let body = `{"entrypoint":${JSON.stringify(args.entrypoint)}`;
+  if (args.payload !== undefined) body += `,"payload":"\\\\x${args.payload.toString('hex')}"`;
+  if (args.priority !== undefined) body += `,"priority":${args.priority}`;
+  if (args.executeAfter !== undefined) body += `,"execute_after":${JSON.stringify(args.executeAfter)}`;
+  if (args.dedupeKey !== undefined) body += `,"dedupe_key":${JSON.stringify(args.dedupeKey)}`;
+  if (args.headersJson !== undefined) body += `,"headers":${args.headersJson}`;
+  return `${body}}`;
+}
+
+export class RpcClient {
+  readonly #options: RpcClientOptions;
+  readonly #agent: http.Agent;
+  readonly #transport: typeof http | typeof https;
+  readonly #target: URL;
+
+  constructor(options: RpcClientOptions) {
+    this.#options = options;
+    const base = new URL(options.url);
+    this.#target = new URL(`${base.pathname.replace(/\/+$/, '')}/rpc/${options.function}`, base);
+    const secure = base.protocol === 'https:';
+    this.#transport = secure ? https : http;
+    const agentOptions = {
+      keepAlive: true,
+      maxSockets: options.maxSockets,
+      maxFreeSockets: options.maxSockets,
+      scheduling: 'lifo' as const,
+      // Close idle sockets before PostgREST's server (Warp, 30 s) does, to avoid reusing one it
+      // is about to close.
+      timeout: 15_000,
+    };
+    this.#agent = secure
+      ? new https.Agent({ ...agentOptions, ca: options.ca })
+      : new http.Agent(agentOptions);
+  }
+
+  get endpoint(): string {
+    return this.#target.href;
+  }
+
+  enqueue(args: EnqueueArgs): Promise<RpcResult> {
+    return this.post(encodeEnqueueBody(args));
+  }
+
+  post(body: string): Promise<RpcResult> {
+    const headers: http.OutgoingHttpHeaders = {
+      'content-type': 'application/json',
+      accept: 'application/json',
+      'content-length': Buffer.byteLength(body),
+    };
+    if (this.#options.schema !== undefined) headers['content-profile'] = this.#options.schema;
+    const token = this.#options.bearerToken?.();
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
+
+    return new Promise<RpcResult>((resolve) => {
+      let requestSent = false;
+      let settled = false;
+      const finish = (result: RpcResult): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(result);
+      };
+      const req = this.#transport.request(
+        this.#target,
+        { method: 'POST', agent: this.#agent, headers },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (chunk: Buffer) => {
+            if (size < MAX_RESPONSE_BYTES) chunks.push(chunk);
+            size += chunk.length;
+          });
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            finish(interpretResponse(res.statusCode ?? 0, text, res.headers['retry-after']));
+          });
+          res.on('error', (error) => finish(networkError(error, true)));
+        },
+      );
+      const timer = setTimeout(() => {
+        const error = Object.assign(new Error(`no response within ${this.#options.timeoutMs} ms`), {
+          code: 'TIMEOUT',
+        });
+        req.destroy(error);
+      }, this.#options.timeoutMs);
+      req.on('finish', () => {
+        requestSent = true;
+      });
+      req.on('error', (error) => finish(networkError(error, requestSent)));
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+}
+
+function networkError(error: unknown, requestSent: boolean): RpcResult {
+  const err = toError(error);
+  return { kind: 'network_error', errno: errorCode(err) ?? 'UNKNOWN', message: err.message, requestSent };
+}
+
+export function interpretResponse(status: number, body: string, retryAfter: string | undefined): RpcResult {
+  if (status >= 200 && status < 300) {
+    const match = JOB_ID.exec(body);
+    // Kept as text: ids are BIGINT and JSON.parse would round those above 2^53.
+    if (match?.[1] !== undefined) return { kind: 'enqueued', jobId: match[1] };
+    return {
+      kind: 'bad_response',
+      status,
+      message: `expected a job id, got ${JSON.stringify(body.slice(0, 200))}`,
+    };
+  }
+  const error = parseErrorBody(body);
+  return {
+    kind: 'http_error',
+    status,
+    code: error?.code ?? null,
+    message: error?.message ?? (body.trim().slice(0, 200) || `HTTP ${status}`),
+    details: error?.details ?? null,
+    hint: error?.hint ?? null,
+    retryAfterMs: parseRetryAfter(retryAfter),
+  };
+}
+
+interface PostgrestError {
+  readonly code: string;
+  readonly message: string;
+  readonly details: string | null;
+  readonly hint: string | null;
+}
+
+function parseErrorBody(body: string): PostgrestError | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const { code, message, details, hint } = parsed as Record<string, unknown>;
+  if (typeof code !== 'string') return undefined;
+  const text = (value: unknown): string | null => (typeof value === 'string' ? value : null);
+  return { code, message: text(message) ?? '', details: text(details), hint: text(hint) };
+}
+
+/** Retry-After is seconds or an HTTP date; anything else counts as absent. */
+export function parseRetryAfter(value: string | undefined, now: number = Date.now()): number {
+  if (value === undefined) return 0;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? 0 : Math.max(0, date - now);
+}
