@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# The same steps run in CI without Docker: scripts/image-build-check.sh.
+
+FROM node:20.20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM node:20.20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY sql ./sql
+# The node image's unprivileged user.
+USER node
+EXPOSE 9464
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:9464/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# node handles SIGTERM itself (graceful drain), so it can run as PID 1 without an init.
+ENTRYPOINT ["node", "dist/main.js"]
+CMD ["run", "--config", "/etc/pgq-bridge/config.json"]
