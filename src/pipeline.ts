@@ -45,6 +45,11 @@ export interface PipelineDeps {
 
 type FailedOutcome = Extract<Outcome, { kind: 'transient' | 'endpoint_fault' | 'unknown' }>;
 
+interface Hold {
+  readonly signal: AbortSignal;
+  dispose(): void;
+}
+
 export class Pipeline {
   readonly #deps: PipelineDeps;
   readonly #limits = new Map<string, LimitFunction>();
@@ -133,13 +138,27 @@ export class Pipeline {
   }
 
   async #enqueue(delivery: Delivery, args: EnqueueArgs): Promise<void> {
+    // The hold (its timer and listeners) only exists once something failed: the success path
+    // must not pay for a timer per message.
+    let hold: Hold | undefined;
+    try {
+      await this.#enqueueHolding(delivery, args, () => {
+        hold ??= this.#hold(delivery);
+        return hold.signal;
+      });
+    } finally {
+      hold?.dispose();
+    }
+  }
+
+  async #enqueueHolding(delivery: Delivery, args: EnqueueArgs, holdSignal: () => AbortSignal): Promise<void> {
     const { rpc, circuit, metrics, retry } = this.#deps;
     const queue = delivery.source.queue;
-    const hold = this.#holdSignal(delivery);
     const heldSince = Date.now();
     let failures = 0;
     for (;;) {
-      if (!(await circuit.permit(hold))) return this.#handBack(delivery, hold);
+      if (circuit.isOpen && !(await circuit.permit(holdSignal())))
+        return this.#handBack(delivery, holdSignal());
       if (this.draining || !delivery.live) {
         circuit.abandon();
         return;
@@ -181,7 +200,7 @@ export class Pipeline {
         return;
       }
       const delay = retryDelay(failures - 1, retry, outcome.kind === 'transient' ? outcome.retryAfterMs : 0);
-      if (!(await sleep(delay, hold))) return this.#handBack(delivery, hold);
+      if (!(await sleep(delay, holdSignal()))) return this.#handBack(delivery, holdSignal());
     }
   }
 
@@ -233,20 +252,26 @@ export class Pipeline {
     if (this.draining) return;
     const queue = delivery.source.queue;
     const { content, options } = buildDeadLetter(delivery.message, queue, reason, new Date());
-    const hold = this.#holdSignal(delivery);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await publisher.publish('', delivery.source.deadLetterQueue, content, options);
-        break;
-      } catch (error) {
-        metrics.retries.inc({ queue, kind: 'dead_letter_publish' });
-        logger.warn(
-          { ...deliveryFields(delivery), err: toError(error) },
-          'publishing the dead letter failed; holding the message and retrying',
-        );
-        if (!(await sleep(retryDelay(attempt, retry, 0), hold))) return this.#handBack(delivery, hold);
+    let hold: Hold | undefined;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await publisher.publish('', delivery.source.deadLetterQueue, content, options);
+          break;
+        } catch (error) {
+          metrics.retries.inc({ queue, kind: 'dead_letter_publish' });
+          logger.warn(
+            { ...deliveryFields(delivery), err: toError(error) },
+            'publishing the dead letter failed; holding the message and retrying',
+          );
+          hold ??= this.#hold(delivery);
+          if (!(await sleep(retryDelay(attempt, retry, 0), hold.signal)))
+            return this.#handBack(delivery, hold.signal);
+        }
+        if (this.draining || !delivery.live) return;
       }
-      if (this.draining || !delivery.live) return;
+    } finally {
+      hold?.dispose();
     }
     const acked = delivery.ack();
     if (acked) metrics.deadLettered.inc({ queue, kind: reason.kind, reason: reason.reason });
@@ -266,9 +291,21 @@ export class Pipeline {
   }
 
   /** Aborts on shutdown, when the delivery's channel is lost, or when it has been held too long. */
-  #holdSignal(delivery: Delivery): AbortSignal {
+  #hold(delivery: Delivery): Hold {
+    const controller = new AbortController();
+    const abort = (): void => controller.abort();
+    const sources = [this.#drainSignal.signal, delivery.channelLost];
+    for (const source of sources) source.addEventListener('abort', abort, { once: true });
     const remaining = Math.max(0, delivery.receivedAt + this.#deps.retry.maxHoldMs - Date.now());
-    return AbortSignal.any([this.#drainSignal.signal, delivery.channelLost, AbortSignal.timeout(remaining)]);
+    const timer = setTimeout(abort, remaining);
+    if (sources.some((source) => source.aborted)) abort();
+    return {
+      signal: controller.signal,
+      dispose: () => {
+        clearTimeout(timer);
+        for (const source of sources) source.removeEventListener('abort', abort);
+      },
+    };
   }
 
   /** Returns a held delivery to the queue before the broker's consumer_timeout could close the channel. */

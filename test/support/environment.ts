@@ -1,0 +1,99 @@
+import { type ScratchDatabase, createScratchDatabase } from './pg.ts';
+import { type PostgrestServer, type PostgrestServerOptions, startPostgrestServer } from './postgrest/server.ts';
+import { TestBroker, amqpUrl, queueCounts, uniqueName, waitFor } from './rabbit.ts';
+import type { JobCount } from './scenario.ts';
+
+/**
+ * Everything one integration test file needs, all of it real and all of it its own: a scratch
+ * database with PGQueuer's schema and the enqueue function, a PostgREST-compatible RPC server in
+ * front of it (switching to the `pgqapi` role per request, as PostgREST's anonymous role), a
+ * unique source queue, and a broker connection for publishing and inspecting queues.
+ */
+export interface Environment {
+  readonly db: ScratchDatabase;
+  readonly server: PostgrestServer;
+  readonly broker: TestBroker;
+  readonly amqpUrl: string;
+  /** A private RabbitMQ node's name, when the broker is one. */
+  readonly node: string | undefined;
+  readonly queue: string;
+  readonly deadLetterQueue: string;
+  /** A complete bridge config (raw JSON form) for this environment, with overrides merged in. */
+  bridgeConfig(overrides?: BridgeConfigOverrides): Record<string, unknown>;
+  jobCountsByMid(): Promise<JobCount[]>;
+  /** Waits until the source queue has nothing ready and nothing unacked. */
+  waitForQueueEmpty(timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface BridgeConfigOverrides {
+  readonly source?: Record<string, unknown>;
+  readonly retry?: Record<string, unknown>;
+  readonly top?: Record<string, unknown>;
+}
+
+export interface EnvironmentOptions {
+  readonly amqpUrl?: string;
+  readonly node?: string;
+  readonly server?: Partial<PostgrestServerOptions>;
+}
+
+export async function startEnvironment(prefix: string, options: EnvironmentOptions = {}): Promise<Environment> {
+  const db = await createScratchDatabase(`pgqb_${prefix}`);
+  let server: PostgrestServer | undefined;
+  let broker: TestBroker | undefined;
+  try {
+    server = await startPostgrestServer({ dbUri: db.connectionString, anonRole: 'pgqapi', ...options.server });
+    const url = options.amqpUrl ?? amqpUrl();
+    broker = await TestBroker.connect(url);
+    const queue = uniqueName(`pgqb-${prefix}`);
+    const deadLetterQueue = `${queue}.dead`;
+    const rpcServer = server;
+    const testBroker = broker;
+    return {
+      db,
+      server: rpcServer,
+      broker: testBroker,
+      amqpUrl: url,
+      node: options.node,
+      queue,
+      deadLetterQueue,
+      bridgeConfig: (overrides = {}) => ({
+        amqp: { url, heartbeatSeconds: 5, reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 2000 },
+        postgrest: { url: rpcServer.url, timeoutMs: 5000 },
+        sources: [{ queue, ...overrides.source }],
+        retry: { initialDelayMs: 50, maxDelayMs: 1000, ...overrides.retry },
+        shutdown: { graceMs: 5000 },
+        http: { port: 0 },
+        log: { level: 'info' },
+        ...overrides.top,
+      }),
+      jobCountsByMid: async () => {
+        const { rows } = await db.pool.query<{ mid: string; count: string }>(
+          "SELECT headers->>'mid' AS mid, count(*) AS count FROM pgqueuer GROUP BY 1",
+        );
+        return rows.map((r) => ({ mid: r.mid, count: Number(r.count) }));
+      },
+      waitForQueueEmpty: async (timeoutMs = 60_000) => {
+        await waitFor(
+          async () => {
+            const counts = await queueCounts(queue, options.node === undefined ? {} : { node: options.node });
+            return counts.ready === 0 && counts.unacked === 0;
+          },
+          { timeoutMs, intervalMs: 500, message: `queue ${queue} to be empty with nothing unacked` },
+        );
+      },
+      close: async () => {
+        await testBroker.deleteQueues(queue, deadLetterQueue).catch(() => undefined);
+        await testBroker.close();
+        await rpcServer.close();
+        await db.drop();
+      },
+    };
+  } catch (error) {
+    await broker?.close();
+    await server?.close();
+    await db.drop();
+    throw error;
+  }
+}
