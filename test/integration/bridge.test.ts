@@ -88,9 +88,10 @@ describe('bridge on real RabbitMQ and PostgreSQL', () => {
     // jsonb keeps numeric precision: the publisher's integer arrives exactly.
     assert.equal(job.big, '12345678901234567890');
     assert.deepEqual(job.headers?.nested, { a: [1, null] });
-    const log = await env.db.pool.query('SELECT status::text, entrypoint, priority FROM pgqueuer_log WHERE job_id = $1', [
-      job.id,
-    ]);
+    const log = await env.db.pool.query(
+      'SELECT status::text, entrypoint, priority FROM pgqueuer_log WHERE job_id = $1',
+      [job.id],
+    );
     assert.deepEqual(log.rows, [{ status: 'queued', entrypoint: 'exact', priority: 7 }]);
 
     await env.waitForQueueEmpty(10_000);
@@ -128,7 +129,9 @@ describe('bridge on real RabbitMQ and PostgreSQL', () => {
 
   it('dead-letters an invalid message with its reason, then acks it', async () => {
     const body = '{"entrypoint":"bad","priority":"high"}';
-    await env.broker.publish(env.queue, [{ body, options: { messageId: 'm-invalid', contentType: 'application/json' } }]);
+    await env.broker.publish(env.queue, [
+      { body, options: { messageId: 'm-invalid', contentType: 'application/json' } },
+    ]);
     const [dead] = await waitFor(async () => {
       const messages = await env.broker.drainQueue(env.deadLetterQueue);
       return messages.length > 0 ? messages : undefined;
@@ -157,7 +160,10 @@ describe('bridge on real RabbitMQ and PostgreSQL', () => {
     assert.equal(headers['x-pgq-bridge-error-kind'], 'rejected_by_rpc');
     assert.equal(headers['x-pgq-bridge-http-status'], 400);
     assert.equal(headers['x-pgq-bridge-postgrest-code'], '22007');
-    assert.equal(headers['x-pgq-bridge-error-message'], 'invalid input syntax for type interval: "ten seconds"');
+    assert.equal(
+      headers['x-pgq-bridge-error-message'],
+      'invalid input syntax for type interval: "ten seconds"',
+    );
     assert.equal(dead?.content.toString(), body);
     await env.waitForQueueEmpty(10_000);
   });
@@ -180,7 +186,9 @@ describe('bridge on real RabbitMQ and PostgreSQL', () => {
     }));
     await env.broker.publish(env.queue, messages);
     await waitFor(
-      async () => (await env.db.pool.query("SELECT count(*)::int AS n FROM pgqueuer WHERE entrypoint = 'bulk'")).rows[0]?.n === 1000,
+      async () =>
+        (await env.db.pool.query("SELECT count(*)::int AS n FROM pgqueuer WHERE entrypoint = 'bulk'")).rows[0]
+          ?.n === 1000,
       { timeoutMs: 60_000, intervalMs: 200, message: '1,000 bulk jobs' },
     );
     await env.waitForQueueEmpty(10_000);

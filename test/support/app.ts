@@ -29,7 +29,11 @@ export async function startApp(
 }
 
 /** A counter's value from the app's registry (0 when the label set was never used). */
-export async function metricValue(app: App, name: string, labels: Readonly<Record<string, string>> = {}): Promise<number> {
+export async function metricValue(
+  app: App,
+  name: string,
+  labels: Readonly<Record<string, string>> = {},
+): Promise<number> {
   const metric = app.metrics.registry.getSingleMetric(name);
   if (metric === undefined) throw new Error(`no metric ${name}`);
   const { values } = await metric.get();

@@ -70,7 +70,11 @@ export class BridgeProcess {
         if (!this.#listeners.includes(listener)) return;
         clearTimeout(timer);
         this.#listeners = this.#listeners.filter((l) => l !== listener);
-        reject(new Error(`the bridge exited before the log line appeared:\n${this.tail(10)}${this.stderr.join('')}`));
+        reject(
+          new Error(
+            `the bridge exited before the log line appeared:\n${this.tail(10)}${this.stderr.join('')}`,
+          ),
+        );
       });
     });
   }
@@ -80,7 +84,9 @@ export class BridgeProcess {
   }
 
   /** Sends a signal and waits for the exit. */
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  async stop(
+    signal: NodeJS.Signals = 'SIGTERM',
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
     return this.exited;
   }

@@ -1,6 +1,10 @@
-import { type ScratchDatabase, createScratchDatabase } from './pg.ts';
-import { type PostgrestServer, type PostgrestServerOptions, startPostgrestServer } from './postgrest/server.ts';
-import { TestBroker, amqpUrl, queueCounts, uniqueName, waitFor } from './rabbit.ts';
+import { createScratchDatabase, type ScratchDatabase } from './pg.ts';
+import {
+  type PostgrestServer,
+  type PostgrestServerOptions,
+  startPostgrestServer,
+} from './postgrest/server.ts';
+import { amqpUrl, queueCounts, TestBroker, uniqueName, waitFor } from './rabbit.ts';
 import type { JobCount } from './scenario.ts';
 
 /**
@@ -38,12 +42,19 @@ export interface EnvironmentOptions {
   readonly server?: Partial<PostgrestServerOptions>;
 }
 
-export async function startEnvironment(prefix: string, options: EnvironmentOptions = {}): Promise<Environment> {
+export async function startEnvironment(
+  prefix: string,
+  options: EnvironmentOptions = {},
+): Promise<Environment> {
   const db = await createScratchDatabase(`pgqb_${prefix}`);
   let server: PostgrestServer | undefined;
   let broker: TestBroker | undefined;
   try {
-    server = await startPostgrestServer({ dbUri: db.connectionString, anonRole: 'pgqapi', ...options.server });
+    server = await startPostgrestServer({
+      dbUri: db.connectionString,
+      anonRole: 'pgqapi',
+      ...options.server,
+    });
     const url = options.amqpUrl ?? amqpUrl();
     broker = await TestBroker.connect(url);
     const queue = uniqueName(`pgqb-${prefix}`);

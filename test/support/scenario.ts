@@ -55,7 +55,12 @@ export function scenarioMessages(count: number, prefix: string): ScenarioMessage
       headers: { mid: id },
     };
     if (dedupeKey !== undefined) envelope.dedupe_key = dedupeKey;
-    messages.push({ id, kind, ...(dedupeKey === undefined ? {} : { dedupeKey }), body: Buffer.from(JSON.stringify(envelope)) });
+    messages.push({
+      id,
+      kind,
+      ...(dedupeKey === undefined ? {} : { dedupeKey }),
+      body: Buffer.from(JSON.stringify(envelope)),
+    });
   }
   return messages;
 }

@@ -1,0 +1,480 @@
+/**
+ * A private RabbitMQ node for tests that disrupt the broker (forced closes, restarts, consumer
+ * timeouts), so the shared broker on 5672 that other test files use stays up.
+ *
+ * Each node gets its own name, AMQP and distribution ports, and a temp directory (config, mnesia,
+ * logs, pid file) owned by the `rabbitmq` user, whose Erlang cookie the node and the CLI share.
+ * No plugins are enabled, which keeps the boot as short as RabbitMQ allows.
+ *
+ * Always call `stop()` in an `after` hook. If the test process dies first, a small watchdog
+ * process stops the node and removes its directory within a couple of seconds; a normal exit
+ * without `stop()` kills the node from the 'exit' handler. Signal handlers are deliberately not
+ * installed: a SIGINT/SIGTERM listener would stop Node from exiting on that signal, and the
+ * watchdog already covers every way the process can die, SIGKILL included.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, rmSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import amqp from 'amqplib';
+import {
+  listQueues,
+  type QueueCounts,
+  RabbitmqctlError,
+  rabbitCli,
+  rabbitCommand,
+  rabbitmqctl,
+  run,
+  waitFor,
+} from './rabbit.ts';
+
+export interface PrivateNodeOptions {
+  /** AMQP port; a free one is picked when omitted. */
+  readonly amqpPort?: number;
+  /** Erlang distribution port; a free one is picked when omitted. */
+  readonly distPort?: number;
+  /** `consumer_timeout` in ms. RabbitMQ only checks it on the channel tick, so pair it with channelTickMs. */
+  readonly consumerTimeoutMs?: number;
+  /** `channel_tick_interval` in ms (RabbitMQ's default is 60000). */
+  readonly channelTickMs?: number;
+  /** Upper bound for the whole boot; default 90 s (a boot takes ~6 s on an idle 2-core machine). */
+  readonly startTimeoutMs?: number;
+}
+
+export interface PrivateNode {
+  /** amqp://guest:guest@127.0.0.1:<amqpPort> */
+  readonly url: string;
+  /** e.g. pgqb-mwv0k3-1a2b3c4d@localhost */
+  readonly nodeName: string;
+  readonly amqpPort: number;
+  readonly distPort: number;
+  /** Temp directory with config, mnesia, logs and pid file; removed by stop(). */
+  readonly dir: string;
+  /** Wall time from launching the server to a successful AMQP connection. */
+  readonly startupMs: number;
+  /** OS pid of the node's Erlang VM. */
+  readonly pid: number;
+  /** Stops the node, waits until its process is gone and its port closed, and removes `dir`. Idempotent. */
+  stop(): Promise<void>;
+  /** `rabbitmqctl stop_app`: the broker goes down but the node (and its data) stays. */
+  stopApp(): Promise<void>;
+  /** `rabbitmqctl start_app`, then waits until the AMQP port accepts connections again. */
+  startApp(): Promise<void>;
+  /** `rabbitmqctl close_all_connections`: clients see 320 CONNECTION_FORCED with `reason`. */
+  closeAllConnections(reason: string): Promise<void>;
+  /** Live counts for every queue on this node. */
+  listQueues(): Promise<Map<string, QueueCounts>>;
+  /** `rabbitmqctl -n <nodeName> ...args`, returning stdout. */
+  rabbitmqctl(args: readonly string[]): Promise<string>;
+}
+
+const DEFAULT_START_TIMEOUT_MS = 90_000;
+const STOP_TIMEOUT_MS = 30_000;
+const WATCHDOG_INTERVAL_S = 1;
+
+/** Ports other RabbitMQ processes on this host listen on or take for themselves. */
+const RESERVED_PORTS = new Set<number>([
+  4369, // epmd
+  5671,
+  5672,
+  15672,
+  25672,
+  // rabbitmqctl's own distribution listener takes one of these per running CLI call.
+  ...Array.from({ length: 11 }, (_, i) => 35672 + i),
+]);
+const portsInUseHere = new Set<number>();
+
+interface LiveNode {
+  readonly dir: string;
+  readonly pidFile: string;
+  pid: number | undefined;
+  watchdogPid: number | undefined;
+}
+
+const liveNodes = new Set<LiveNode>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Only synchronous work is possible here, so the node is killed rather than stopped cleanly.
+  process.on('exit', () => {
+    for (const node of liveNodes) {
+      const pid = node.pid ?? readPid(node.pidFile);
+      if (pid !== undefined) signal(pid, 'SIGKILL');
+      if (node.watchdogPid !== undefined) signal(node.watchdogPid, 'SIGKILL');
+      try {
+        rmSync(node.dir, { recursive: true, force: true });
+      } catch {
+        // Best effort while exiting.
+      }
+    }
+  });
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // Already gone.
+  }
+}
+
+function readPid(pidFile: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True while `pid` exists and is not a zombie. */
+export function isProcessAlive(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return false;
+  }
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state !== 'Z' && state !== 'X';
+}
+
+/** Pids of processes whose command line mentions `nodeName` (the node's VM, or a CLI aimed at it). */
+export async function processesForNode(nodeName: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.split('\0').includes(nodeName) && isProcessAlive(Number(entry))) pids.push(Number(entry));
+    } catch {
+      // Exited while we were looking.
+    }
+  }
+  return pids;
+}
+
+/** True if something accepts TCP connections on host:port. */
+export function isPortOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ port, host });
+    const done = (open: boolean): void => {
+      socket.destroy();
+      resolve(open);
+    };
+    socket.setTimeout(2_000, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+function probePort(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', () => resolve(undefined));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
+      const address = server.address();
+      const bound = typeof address === 'object' && address ? address.port : undefined;
+      server.close(() => resolve(bound));
+    });
+  });
+}
+
+/** A port that is free right now, not reserved by RabbitMQ and not handed out before in this process. */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await probePort(0);
+    if (port === undefined || RESERVED_PORTS.has(port) || portsInUseHere.has(port)) continue;
+    portsInUseHere.add(port);
+    return port;
+  }
+  throw new Error('could not find a free port');
+}
+
+/** Names registered with epmd, mapped to their distribution ports. */
+export function epmdNames(port = Number(process.env.ERL_EPMD_PORT ?? 4369)): Promise<Map<string, number>> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    const chunks: Buffer[] = [];
+    socket.setTimeout(2_000, () => socket.destroy(new Error('epmd did not answer')));
+    socket.once('connect', () => socket.write(Buffer.from([0, 1, 110]))); // NAMES_REQ
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.once('error', reject);
+    socket.once('close', (hadError) => {
+      if (hadError) return;
+      const names = new Map<string, number>();
+      // The reply is epmd's own port (4 bytes), then one "name <n> at port <p>" line per node.
+      for (const match of Buffer.concat(chunks).subarray(4).toString('utf8').matchAll(/^name (\S+) at port (\d+)$/gm)) {
+        if (match[1] && match[2]) names.set(match[1], Number(match[2]));
+      }
+      resolve(names);
+    });
+  });
+}
+
+function shortName(nodeName: string): string {
+  return nodeName.slice(0, nodeName.indexOf('@'));
+}
+
+async function logTail(dir: string, nodeName: string, lines = 30): Promise<string> {
+  try {
+    const log = await readFile(join(dir, 'log', `${nodeName}.log`), 'utf8');
+    return log.trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function rabbitmqConf(amqpPort: number, options: PrivateNodeOptions): string {
+  const lines = [`listeners.tcp.default = 127.0.0.1:${amqpPort}`];
+  if (options.consumerTimeoutMs !== undefined) lines.push(`consumer_timeout = ${options.consumerTimeoutMs}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function advancedConfig(options: PrivateNodeOptions): string {
+  // channel_tick_interval has no rabbitmq.conf key in 3.10, hence advanced.config.
+  if (options.channelTickMs === undefined) return '[].\n';
+  return `[{rabbit, [{channel_tick_interval, ${options.channelTickMs}}]}].\n`;
+}
+
+async function chownTree(path: string, uid: number, gid: number): Promise<void> {
+  await chown(path, uid, gid);
+  for (const entry of await readdir(path, { withFileTypes: true })) {
+    const child = join(path, entry.name);
+    if (entry.isDirectory()) await chownTree(child, uid, gid);
+    else await chown(child, uid, gid);
+  }
+}
+
+/**
+ * Stops the node when this process disappears (any cause, SIGKILL included) by polling for the
+ * parent. It has to wait for the pid file because the parent may die while the node is still booting.
+ */
+function startWatchdog(dir: string, pidFile: string): number | undefined {
+  const script = [
+    'parent=$1; dir=$2; pidfile=$3',
+    `while kill -0 "$parent" 2>/dev/null; do sleep ${WATCHDOG_INTERVAL_S}; done`,
+    'i=0',
+    'while [ -d "$dir" ] && [ ! -s "$pidfile" ] && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done',
+    'if [ -s "$pidfile" ]; then',
+    '  pid=$(cat "$pidfile")',
+    '  kill -TERM "$pid" 2>/dev/null',
+    '  i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done',
+    '  kill -KILL "$pid" 2>/dev/null',
+    'fi',
+    'rm -rf "$dir"',
+  ].join('\n');
+  const child = spawn('/bin/sh', ['-c', script, 'rabbit-node-watchdog', String(process.pid), dir, pidFile], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  child.on('error', () => {});
+  child.unref();
+  return child.pid;
+}
+
+/**
+ * Starts a private RabbitMQ node and resolves once it accepts AMQP connections. Retries once with
+ * new ports if it picked them itself, in case another process grabbed one between probe and bind.
+ */
+export async function startPrivateNode(options: PrivateNodeOptions = {}): Promise<PrivateNode> {
+  const pickedPorts = options.amqpPort === undefined || options.distPort === undefined;
+  try {
+    return await launch(options);
+  } catch (error) {
+    if (!pickedPorts || !/eaddrinuse|address already in use/i.test(String((error as Error).message))) throw error;
+    return launch(options);
+  }
+}
+
+async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
+  const startedAt = Date.now();
+  const deadline = startedAt + (options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+  const cli = await rabbitCli();
+  if (process.getuid?.() !== 0 && !cli.user) {
+    // Only meaningful for a non-Debian install run by the user that owns it.
+    process.emitWarning('not root: starting rabbitmq-server from PATH as the current user');
+  }
+  const amqpPort = options.amqpPort ?? (await freePort());
+  const distPort = options.distPort ?? (await freePort());
+  const nodeName = `pgqb-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}@localhost`;
+  const dir = await mkdtemp(join(tmpdir(), 'pgqb-rabbit-'));
+  const pidFile = join(dir, 'rabbit.pid');
+  const live: LiveNode = { dir, pidFile, pid: undefined, watchdogPid: undefined };
+  installExitHook();
+  liveNodes.add(live);
+
+  const url = `amqp://guest:guest@127.0.0.1:${amqpPort}`;
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= stopNode(live, nodeName, amqpPort, distPort);
+    return stopping;
+  };
+
+  try {
+    await mkdir(join(dir, 'mnesia'));
+    await mkdir(join(dir, 'log'));
+    await writeFile(join(dir, 'rabbitmq.conf'), rabbitmqConf(amqpPort, options));
+    await writeFile(join(dir, 'advanced.config'), advancedConfig(options));
+    await writeFile(join(dir, 'enabled_plugins'), '[].\n');
+    if (cli.user) await chownTree(dir, cli.user.uid, cli.user.gid);
+
+    const command = await rabbitCommand('rabbitmq-server', {
+      RABBITMQ_NODENAME: nodeName,
+      RABBITMQ_NODE_PORT: String(amqpPort),
+      RABBITMQ_DIST_PORT: String(distPort),
+      RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
+      RABBITMQ_LOG_BASE: join(dir, 'log'),
+      RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
+      RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config'),
+      RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+      RABBITMQ_PID_FILE: pidFile,
+      ERL_CRASH_DUMP: join(dir, 'erl_crash.dump'),
+    });
+    live.watchdogPid = startWatchdog(dir, pidFile);
+    // -detached returns as soon as the VM is forked, before (and regardless of whether) it boots.
+    const launched = await run(command.file, ['-detached'], {
+      timeoutMs: 30_000,
+      cwd: dir,
+      env: command.env,
+      ...(command.uid !== undefined && { uid: command.uid }),
+      ...(command.gid !== undefined && { gid: command.gid }),
+    });
+    if (launched.exitCode !== 0) {
+      throw new Error(`rabbitmq-server -detached exited ${launched.exitCode}: ${launched.stderr.trim()}`);
+    }
+
+    // Watching epmd costs nothing, whereas every rabbitmqctl call costs ~0.6 s of CPU that the
+    // booting node would otherwise use.
+    const name = shortName(nodeName);
+    await waitFor(
+      async () => {
+        const pid = readPid(pidFile);
+        if (pid !== undefined) {
+          live.pid = pid;
+          if (!isProcessAlive(pid)) throw new BootFailed(`node process ${pid} exited during boot`);
+        }
+        return (await epmdNames()).has(name);
+      },
+      { timeoutMs: Math.max(deadline - Date.now(), 0), intervalMs: 100, message: `${nodeName} registered with epmd` },
+    ).catch(rethrowBootFailure);
+
+    // await_startup fails at once with 69 until the node is reachable, then blocks until the boot finishes.
+    await waitFor(
+      async () => {
+        const seconds = Math.max(Math.ceil((deadline - Date.now()) / 1000), 1);
+        try {
+          await rabbitmqctl(['await_startup', '--timeout', String(seconds)], {
+            node: nodeName,
+            timeoutMs: seconds * 1000 + 10_000,
+          });
+          return true;
+        } catch (error) {
+          if (error instanceof RabbitmqctlError && error.exitCode === 69) return false;
+          throw new BootFailed(String((error as Error).message));
+        }
+      },
+      { timeoutMs: Math.max(deadline - Date.now(), 0), intervalMs: 200, message: `${nodeName} booted` },
+    ).catch(rethrowBootFailure);
+
+    live.pid ??= readPid(pidFile);
+    if (live.pid === undefined) throw new Error(`${nodeName} booted but wrote no pid file`);
+    await waitFor(() => canConnect(url), {
+      timeoutMs: Math.max(deadline - Date.now(), 5_000),
+      intervalMs: 100,
+      message: `AMQP connection to ${url}`,
+    });
+  } catch (error) {
+    const tail = await logTail(dir, nodeName);
+    await stop().catch(() => {});
+    throw new Error(`private RabbitMQ node ${nodeName} failed to start: ${(error as Error).message}\n${tail}`, {
+      cause: error,
+    });
+  }
+
+  const startupMs = Date.now() - startedAt;
+  const pid = live.pid;
+  const ctl = (args: readonly string[]): Promise<string> => rabbitmqctl(args, { node: nodeName });
+  return {
+    url,
+    nodeName,
+    amqpPort,
+    distPort,
+    dir,
+    startupMs,
+    pid,
+    stop,
+    rabbitmqctl: ctl,
+    listQueues: () => listQueues({ node: nodeName }),
+    async stopApp() {
+      await ctl(['stop_app']);
+    },
+    async startApp() {
+      await ctl(['start_app']);
+      await waitFor(() => canConnect(url), {
+        timeoutMs: 30_000,
+        intervalMs: 100,
+        message: `AMQP connection to ${url} after start_app`,
+      });
+    },
+    async closeAllConnections(reason: string) {
+      await ctl(['close_all_connections', reason]);
+    },
+  };
+}
+
+class BootFailed extends Error {}
+
+function rethrowBootFailure(error: unknown): never {
+  // waitFor wraps errors thrown by the predicate; a BootFailed one means waiting longer is pointless.
+  const cause = (error as { cause?: unknown }).cause;
+  throw cause instanceof BootFailed ? cause : error;
+}
+
+async function canConnect(url: string): Promise<boolean> {
+  try {
+    const connection = await amqp.connect(url, { timeout: 2_000 });
+    connection.on('error', () => {});
+    await connection.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function stopNode(live: LiveNode, nodeName: string, amqpPort: number, distPort: number): Promise<void> {
+  const pid = live.pid ?? readPid(live.pidFile);
+  try {
+    // With the pid file, `stop` returns only once the VM has exited.
+    await rabbitmqctl(['stop', '--idempotent', live.pidFile], { node: nodeName, timeoutMs: STOP_TIMEOUT_MS });
+  } catch {
+    // Unreachable or hung: fall back to signals below.
+  }
+  if (pid !== undefined && isProcessAlive(pid)) {
+    signal(pid, 'SIGTERM');
+    const exited = await waitFor(() => !isProcessAlive(pid), { timeoutMs: 10_000, intervalMs: 100 }).then(
+      () => true,
+      () => false,
+    );
+    if (!exited) signal(pid, 'SIGKILL');
+  }
+  if (pid !== undefined) {
+    await waitFor(() => !isProcessAlive(pid), { timeoutMs: 10_000, intervalMs: 50, message: `${nodeName} exited` });
+  }
+  await waitFor(async () => !(await isPortOpen(amqpPort)), {
+    timeoutMs: 10_000,
+    intervalMs: 50,
+    message: `port ${amqpPort} closed`,
+  });
+  if (live.watchdogPid !== undefined) signal(live.watchdogPid, 'SIGKILL');
+  await rm(live.dir, { recursive: true, force: true });
+  liveNodes.delete(live);
+  portsInUseHere.delete(amqpPort);
+  portsInUseHere.delete(distPort);
+}
