@@ -14,8 +14,8 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync, rmSync } from 'node:fs';
+import { chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,6 +73,8 @@ export interface PrivateNode {
 
 const DEFAULT_START_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 30_000;
+/** The pid file shows up ~3 s after launch when idle and ~10 s with four nodes booting on two cores. */
+const NO_PID_FILE_MS = 45_000;
 const WATCHDOG_INTERVAL_S = 1;
 
 /** Ports other RabbitMQ processes on this host listen on or take for themselves. */
@@ -210,7 +212,10 @@ export function epmdNames(port = Number(process.env.ERL_EPMD_PORT ?? 4369)): Pro
       if (hadError) return;
       const names = new Map<string, number>();
       // The reply is epmd's own port (4 bytes), then one "name <n> at port <p>" line per node.
-      for (const match of Buffer.concat(chunks).subarray(4).toString('utf8').matchAll(/^name (\S+) at port (\d+)$/gm)) {
+      for (const match of Buffer.concat(chunks)
+        .subarray(4)
+        .toString('utf8')
+        .matchAll(/^name (\S+) at port (\d+)$/gm)) {
         if (match[1] && match[2]) names.set(match[1], Number(match[2]));
       }
       resolve(names);
@@ -257,15 +262,17 @@ async function chownTree(path: string, uid: number, gid: number): Promise<void> 
  * parent. It has to wait for the pid file because the parent may die while the node is still booting.
  */
 function startWatchdog(dir: string, pidFile: string): number | undefined {
+  // A zombie still answers `kill -0`, so liveness is read from the state field of /proc/<pid>/stat.
   const script = [
     'parent=$1; dir=$2; pidfile=$3',
-    `while kill -0 "$parent" 2>/dev/null; do sleep ${WATCHDOG_INTERVAL_S}; done`,
+    'alive() { s=$(sed -n "s/.*) \\(.\\).*/\\1/p" "/proc/$1/stat" 2>/dev/null); [ -n "$s" ] && [ "$s" != Z ]; }',
+    `while alive "$parent"; do sleep ${WATCHDOG_INTERVAL_S}; done`,
     'i=0',
     'while [ -d "$dir" ] && [ ! -s "$pidfile" ] && [ $i -lt 60 ]; do sleep 0.5; i=$((i+1)); done',
     'if [ -s "$pidfile" ]; then',
     '  pid=$(cat "$pidfile")',
     '  kill -TERM "$pid" 2>/dev/null',
-    '  i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done',
+    '  i=0; while alive "$pid" && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done',
     '  kill -KILL "$pid" 2>/dev/null',
     'fi',
     'rm -rf "$dir"',
@@ -284,11 +291,12 @@ function startWatchdog(dir: string, pidFile: string): number | undefined {
  * new ports if it picked them itself, in case another process grabbed one between probe and bind.
  */
 export async function startPrivateNode(options: PrivateNodeOptions = {}): Promise<PrivateNode> {
-  const pickedPorts = options.amqpPort === undefined || options.distPort === undefined;
+  const pickedPorts = options.amqpPort === undefined && options.distPort === undefined;
   try {
     return await launch(options);
   } catch (error) {
-    if (!pickedPorts || !/eaddrinuse|address already in use/i.test(String((error as Error).message))) throw error;
+    if (!pickedPorts || !/eaddrinuse|address already in use/i.test(String((error as Error).message)))
+      throw error;
     return launch(options);
   }
 }
@@ -297,10 +305,6 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
   const startedAt = Date.now();
   const deadline = startedAt + (options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
   const cli = await rabbitCli();
-  if (process.getuid?.() !== 0 && !cli.user) {
-    // Only meaningful for a non-Debian install run by the user that owns it.
-    process.emitWarning('not root: starting rabbitmq-server from PATH as the current user');
-  }
   const amqpPort = options.amqpPort ?? (await freePort());
   const distPort = options.distPort ?? (await freePort());
   const nodeName = `pgqb-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}@localhost`;
@@ -346,6 +350,7 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
       ...(command.uid !== undefined && { uid: command.uid }),
       ...(command.gid !== undefined && { gid: command.gid }),
     });
+    const launchedAt = Date.now();
     if (launched.exitCode !== 0) {
       throw new Error(`rabbitmq-server -detached exited ${launched.exitCode}: ${launched.stderr.trim()}`);
     }
@@ -355,15 +360,22 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
     const name = shortName(nodeName);
     await waitFor(
       async () => {
-        const pid = readPid(pidFile);
-        if (pid !== undefined) {
-          live.pid = pid;
-          if (!isProcessAlive(pid)) throw new BootFailed(`node process ${pid} exited during boot`);
+        live.pid ??= readPid(pidFile);
+        if (live.pid !== undefined && !isProcessAlive(live.pid)) {
+          throw new BootFailed(`node process ${live.pid} exited during boot`);
+        }
+        if (live.pid === undefined && Date.now() - launchedAt > NO_PID_FILE_MS) {
+          throw new BootFailed(`no pid file after ${NO_PID_FILE_MS} ms; the Erlang VM did not start`);
         }
         return (await epmdNames()).has(name);
       },
-      { timeoutMs: Math.max(deadline - Date.now(), 0), intervalMs: 100, message: `${nodeName} registered with epmd` },
-    ).catch(rethrowBootFailure);
+      {
+        timeoutMs: Math.max(deadline - Date.now(), 0),
+        intervalMs: 100,
+        message: `${nodeName} registered with epmd`,
+        stopOn: isBootFailure,
+      },
+    );
 
     // await_startup fails at once with 69 until the node is reachable, then blocks until the boot finishes.
     await waitFor(
@@ -376,12 +388,24 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
           });
           return true;
         } catch (error) {
-          if (error instanceof RabbitmqctlError && error.exitCode === 69) return false;
+          if (
+            error instanceof RabbitmqctlError &&
+            error.exitCode === 69 &&
+            live.pid !== undefined &&
+            isProcessAlive(live.pid)
+          ) {
+            return false;
+          }
           throw new BootFailed(String((error as Error).message));
         }
       },
-      { timeoutMs: Math.max(deadline - Date.now(), 0), intervalMs: 200, message: `${nodeName} booted` },
-    ).catch(rethrowBootFailure);
+      {
+        timeoutMs: Math.max(deadline - Date.now(), 0),
+        intervalMs: 200,
+        message: `${nodeName} booted`,
+        stopOn: isBootFailure,
+      },
+    );
 
     live.pid ??= readPid(pidFile);
     if (live.pid === undefined) throw new Error(`${nodeName} booted but wrote no pid file`);
@@ -393,9 +417,12 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
   } catch (error) {
     const tail = await logTail(dir, nodeName);
     await stop().catch(() => {});
-    throw new Error(`private RabbitMQ node ${nodeName} failed to start: ${(error as Error).message}\n${tail}`, {
-      cause: error,
-    });
+    throw new Error(
+      `private RabbitMQ node ${nodeName} failed to start: ${(error as Error).message}\n${tail}`,
+      {
+        cause: error,
+      },
+    );
   }
 
   const startupMs = Date.now() - startedAt;
@@ -431,10 +458,8 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
 
 class BootFailed extends Error {}
 
-function rethrowBootFailure(error: unknown): never {
-  // waitFor wraps errors thrown by the predicate; a BootFailed one means waiting longer is pointless.
-  const cause = (error as { cause?: unknown }).cause;
-  throw cause instanceof BootFailed ? cause : error;
+function isBootFailure(error: Error): boolean {
+  return error instanceof BootFailed;
 }
 
 async function canConnect(url: string): Promise<boolean> {
@@ -451,8 +476,9 @@ async function canConnect(url: string): Promise<boolean> {
 async function stopNode(live: LiveNode, nodeName: string, amqpPort: number, distPort: number): Promise<void> {
   const pid = live.pid ?? readPid(live.pidFile);
   try {
-    // With the pid file, `stop` returns only once the VM has exited.
-    await rabbitmqctl(['stop', '--idempotent', live.pidFile], { node: nodeName, timeoutMs: STOP_TIMEOUT_MS });
+    // Not `stop <pidfile>`: the node deletes its pid file while halting, and the CLI then waits
+    // for the file to reappear until it is killed. It also takes a zombie VM for a live one.
+    await rabbitmqctl(['stop', '--idempotent'], { node: nodeName, timeoutMs: STOP_TIMEOUT_MS });
   } catch {
     // Unreachable or hung: fall back to signals below.
   }
@@ -465,7 +491,11 @@ async function stopNode(live: LiveNode, nodeName: string, amqpPort: number, dist
     if (!exited) signal(pid, 'SIGKILL');
   }
   if (pid !== undefined) {
-    await waitFor(() => !isProcessAlive(pid), { timeoutMs: 10_000, intervalMs: 50, message: `${nodeName} exited` });
+    await waitFor(() => !isProcessAlive(pid), {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      message: `${nodeName} exited`,
+    });
   }
   await waitFor(async () => !(await isPortOpen(amqpPort)), {
     timeoutMs: 10_000,
