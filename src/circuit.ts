@@ -31,6 +31,8 @@ interface Waiter {
 export class Circuit {
   readonly #options: CircuitOptions;
   #open = false;
+  /** Counts openings; a call remembers the value it started under (see failure()). */
+  #generation = 0;
   #consecutiveFailures = 0;
   #probeAttempt = 0;
   #probeInFlight = false;
@@ -45,6 +47,10 @@ export class Circuit {
 
   get isOpen(): boolean {
     return this.#open;
+  }
+
+  get generation(): number {
+    return this.#generation;
   }
 
   /**
@@ -89,11 +95,14 @@ export class Circuit {
     for (const waiter of waiters) waiter.grant(true);
   }
 
-  failure(kind: FailureKind): void {
+  /**
+   * `generation` is the value of `generation` when the failed call started. While open, only the
+   * probe's failure moves the schedule: calls that started before the circuit opened (say, a
+   * batch of timeouts arriving late) report failures too, and must not start a second probe.
+   */
+  failure(kind: FailureKind, generation: number = this.#generation): void {
     if (this.#open) {
-      // Only the probe's failure moves the schedule; calls that started before the circuit
-      // opened report failures too, and they must not stack timers.
-      if (this.#probeInFlight) {
+      if (this.#probeInFlight && generation === this.#generation) {
         this.#probeInFlight = false;
         this.#options.onIntake(false);
         this.#scheduleProbe();
@@ -103,6 +112,7 @@ export class Circuit {
     this.#consecutiveFailures++;
     if (kind === 'endpoint_fault' || this.#consecutiveFailures >= this.#options.failureThreshold) {
       this.#open = true;
+      this.#generation++;
       this.#options.onOpen(kind);
       this.#options.onIntake(false);
       this.#scheduleProbe();

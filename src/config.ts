@@ -257,7 +257,8 @@ export function parseConfig(raw: unknown, env: Env = {}): Config {
       typeof target === 'object' && target !== null && !Array.isArray(target)
         ? (target as Record<string, unknown>)
         : {};
-    sectionObject[key] = key === 'port' ? Number(value) : value;
+    // A port that is not plain digits stays a string, so the schema names the variable and refuses it.
+    sectionObject[key] = key === 'port' && /^\d+$/.test(value) ? Number(value) : value;
     merged[section] = sectionObject;
     envByPath.set(`${section}.${key}`, name);
   }
@@ -265,11 +266,13 @@ export function parseConfig(raw: unknown, env: Env = {}): Config {
   const result = configSchema.safeParse(merged);
   if (!result.success) {
     throw new ConfigError(
-      result.error.issues.map((issue) => {
+      result.error.issues.flatMap((issue) => {
+        if (issue.code === 'unrecognized_keys') {
+          return issue.keys.map((key) => `${[...issue.path, key].join('.')}: unknown key`);
+        }
         const path = issue.path.map(String).join('.');
-        const base = issue.code === 'unrecognized_keys' ? issue.path.concat(issue.keys).join('.') : path;
         const fromEnv = envByPath.get(path);
-        return `${base || '(root)'}${fromEnv ? ` (from ${fromEnv})` : ''}: ${issue.message}`;
+        return [`${path || '(root)'}${fromEnv ? ` (from ${fromEnv})` : ''}: ${issue.message}`];
       }),
     );
   }
@@ -288,6 +291,14 @@ function resolve(parsed: ParsedConfig): Config {
       problems.push(`sources.${index}.deadLetterQueue: must differ from the source queue`);
     }
     return { ...source, concurrency, prefetch, deadLetterQueue };
+  });
+  const sourceQueues = new Set(sources.map((s) => s.queue));
+  sources.forEach((source, index) => {
+    if (source.deadLetterQueue !== source.queue && sourceQueues.has(source.deadLetterQueue)) {
+      problems.push(
+        `sources.${index}.deadLetterQueue: is another source's queue; dead letters would be consumed again`,
+      );
+    }
   });
   if (parsed.retry.maxDelayMs < parsed.retry.initialDelayMs) {
     problems.push('retry.maxDelayMs: must be at least retry.initialDelayMs');
@@ -351,5 +362,12 @@ export function maskSecrets(config: Config): unknown {
 }
 
 export function maskUrlPassword(url: string): string {
-  return url.replace(/^([a-z]+:\/\/[^:/@]*:)[^@]*@/i, '$1***@');
+  try {
+    const parsed = new URL(url);
+    if (parsed.password === '') return url;
+    parsed.password = '***';
+    return parsed.toString().replace('%2A%2A%2A', '***');
+  } catch {
+    return url.replace(/\/\/.*@/, '//***@');
+  }
 }

@@ -79,5 +79,9 @@ export function buildDeadLetter(
 }
 
 function truncate(text: string): string {
-  return text.length <= MAX_TEXT ? text : `${text.slice(0, MAX_TEXT)}…`;
+  if (text.length <= MAX_TEXT) return text;
+  // Never cut a surrogate pair in half: a lone surrogate is not valid Unicode.
+  const high = text.charCodeAt(MAX_TEXT - 1);
+  const end = high >= 0xd800 && high <= 0xdbff ? MAX_TEXT - 1 : MAX_TEXT;
+  return `${text.slice(0, end)}…`;
 }

@@ -168,8 +168,13 @@ function decodeRaw(message: IncomingMessage, options: DecodeOptions): EnqueueArg
   if (options.entrypointHeader !== undefined) {
     const fromHeader = message.properties.headers?.[options.entrypointHeader];
     if (typeof fromHeader === 'string') entrypoint = fromHeader;
-    else if (Buffer.isBuffer(fromHeader)) entrypoint = fromHeader.toString('utf8');
-    else if (fromHeader !== undefined && fromHeader !== null) {
+    else if (Buffer.isBuffer(fromHeader)) {
+      try {
+        entrypoint = utf8.decode(fromHeader);
+      } catch {
+        invalid('invalid_entrypoint', `header ${options.entrypointHeader} is not valid UTF-8`);
+      }
+    } else if (fromHeader !== undefined && fromHeader !== null) {
       invalid(
         'invalid_entrypoint',
         `header ${options.entrypointHeader} must be a string, got ${jsonType(fromHeader)}`,
@@ -209,13 +214,29 @@ function build(
   };
 }
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2,3})?$/;
+/** Standard-alphabet base64, padding optional. Linear: a backtracking regex overflows on MiB-sized input. */
+export function isBase64(text: string): boolean {
+  const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+  const body = text.length - padding;
+  if (body % 4 === 1 || (padding > 0 && text.length % 4 !== 0)) return false;
+  for (let i = 0; i < body; i++) {
+    const c = text.charCodeAt(i);
+    const ok =
+      (c >= 0x41 && c <= 0x5a) ||
+      (c >= 0x61 && c <= 0x7a) ||
+      (c >= 0x30 && c <= 0x39) ||
+      c === 0x2b ||
+      c === 0x2f;
+    if (!ok) return false;
+  }
+  return true;
+}
 
 function decodePayload(value: unknown, rawText: () => string): Buffer | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'string') {
     // Node's base64 decoder silently skips bad characters; validate first so garbage is refused.
-    if (!BASE64.test(value)) {
+    if (!isBase64(value)) {
       invalid(
         'invalid_payload',
         'payload string must be base64 (RFC 4648, standard alphabet); send JSON as an object/array, or base64-encode text',

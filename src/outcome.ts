@@ -104,14 +104,18 @@ function byCode(code: string, status: number, context: ClassifyContext): Outcome
   return SQLSTATE_CODES[code] ?? SQLSTATE_CLASSES[code.slice(0, 2)] ?? byStatus(status);
 }
 
-const TLS_ERRNOS = new Set([
-  'CERT_HAS_EXPIRED',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-]);
+/** OpenSSL's certificate verification codes and Node's TLS errors, as errno strings. */
+function isTlsFailure(errno: string): boolean {
+  return (
+    /^(CERT_|UNABLE_TO_|ERR_TLS_|ERR_SSL_)/.test(errno) ||
+    ['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'HOSTNAME_MISMATCH', 'INVALID_CA'].includes(
+      errno,
+    )
+  );
+}
+
+/** A proxy's own 502/504 (no PostgREST code) may come after it forwarded the call. */
+const PROXY_AMBIGUOUS_STATUSES = new Set([502, 504]);
 
 export function classify(result: RpcResult, context: ClassifyContext): Outcome {
   switch (result.kind) {
@@ -121,17 +125,17 @@ export function classify(result: RpcResult, context: ClassifyContext): Outcome {
       return ENDPOINT_FAULT;
     case 'network_error':
       // A certificate the bridge will never trust is configuration, not weather.
-      if (TLS_ERRNOS.has(result.errno)) return ENDPOINT_FAULT;
+      if (isTlsFailure(result.errno)) return ENDPOINT_FAULT;
       return { kind: 'transient', retryAfterMs: 0, ambiguous: result.requestSent };
     case 'http_error': {
       const outcome =
         TRANSIENT_STATUSES.has(result.status) || result.code === null
           ? byStatus(result.status)
           : byCode(result.code, result.status, context);
-      if (outcome.kind === 'transient' && result.retryAfterMs > 0) {
-        return { kind: 'transient', retryAfterMs: result.retryAfterMs, ambiguous: false };
-      }
-      return outcome;
+      if (outcome.kind !== 'transient') return outcome;
+      const ambiguous = result.code === null && PROXY_AMBIGUOUS_STATUSES.has(result.status);
+      if (result.retryAfterMs === 0 && !ambiguous) return outcome;
+      return { kind: 'transient', retryAfterMs: result.retryAfterMs, ambiguous };
     }
   }
 }

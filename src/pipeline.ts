@@ -163,6 +163,7 @@ export class Pipeline {
         circuit.abandon();
         return;
       }
+      const generation = circuit.generation;
       const started = performance.now();
       const result = await rpc.enqueue(args);
       const outcome = classify(result, { hasDedupeKey: args.dedupeKey !== undefined });
@@ -181,7 +182,7 @@ export class Pipeline {
       }
 
       failures++;
-      circuit.failure(outcome.kind === 'endpoint_fault' ? 'endpoint_fault' : 'transient');
+      circuit.failure(outcome.kind === 'endpoint_fault' ? 'endpoint_fault' : 'transient', generation);
       metrics.retries.inc({ queue, kind: outcome.kind });
       if (outcome.kind === 'transient' && outcome.ambiguous) metrics.ambiguousRetries.inc({ queue });
       this.#logFailure(delivery, args, result, outcome, failures);

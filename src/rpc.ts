@@ -207,6 +207,8 @@ export function parseRetryAfter(value: string | undefined, now: number = Date.no
   if (value === undefined) return 0;
   const trimmed = value.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  // Only the HTTP date format: Date.parse would read almost any text containing a year.
+  if (!/^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return 0;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? 0 : Math.max(0, date - now);
 }

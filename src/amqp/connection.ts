@@ -96,12 +96,12 @@ export class ConnectionKeeper {
     let attempt = 0;
     let everConnected = false;
     while (!this.#closed) {
-      const lost = await this.#connectOnce();
-      if (lost !== undefined) {
+      const connected = await this.#connectOnce();
+      if (connected !== undefined) {
         if (everConnected) this.#hooks.onReconnected?.();
         everConnected = true;
         attempt = 0;
-        const error = await lost;
+        const error = await connected.lost;
         if (this.#closed) break;
         this.#logger.warn({ err: error }, 'broker connection lost; reconnecting');
       }
@@ -114,8 +114,11 @@ export class ConnectionKeeper {
     }
   }
 
-  /** Connects and runs setup; returns a promise of the loss, or undefined if it failed. */
-  async #connectOnce(): Promise<Promise<Error | undefined> | undefined> {
+  /**
+   * Connects and runs setup; returns the loss to wait for, or undefined if it failed. (Wrapped in
+   * an object: an async function returning a promise would wait for it, i.e. for the loss.)
+   */
+  async #connectOnce(): Promise<{ readonly lost: Promise<Error | undefined> } | undefined> {
     let connection: ChannelModel | undefined;
     try {
       connection = await this.#connect(this.#urlWithHeartbeat(), {
@@ -160,7 +163,7 @@ export class ConnectionKeeper {
     this.#connection = connection;
     this.#logger.info({ url: maskUrlPassword(this.#settings.url) }, 'connected to the broker');
     this.#wakeWaiters();
-    return lost;
+    return { lost };
   }
 
   #urlWithHeartbeat(): string {
