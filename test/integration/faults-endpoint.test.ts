@@ -75,8 +75,8 @@ describe('RPC endpoint faults mid-stream', () => {
       (await metricValue(running, 'pgq_bridge_ambiguous_retries_total')) > 0,
       'ambiguous retries counted',
     );
-    assert.ok(env.server.stats().byStatus['503'] ?? 0 > 0);
-    assert.ok(env.server.stats().byStatus['504'] ?? 0 > 0);
+    assert.ok((env.server.stats().byStatus['503'] ?? 0) > 0);
+    assert.ok((env.server.stats().byStatus['504'] ?? 0) > 0);
   });
 
   it('(g) function dropped (404) then recreated: held, never dead-lettered, resumed', async (t) => {

@@ -4,7 +4,7 @@ import {
   type PostgrestServerOptions,
   startPostgrestServer,
 } from './postgrest/server.ts';
-import { amqpUrl, queueCounts, TestBroker, uniqueName, waitFor } from './rabbit.ts';
+import { amqpUrl, queueCounts, TestBroker, uniqueName, waitFor, withBroker } from './rabbit.ts';
 import type { JobCount } from './scenario.ts';
 
 /**
@@ -95,8 +95,9 @@ export async function startEnvironment(
         );
       },
       close: async () => {
-        await testBroker.deleteQueues(queue, deadLetterQueue).catch(() => undefined);
         await testBroker.close();
+        // A fresh connection: a broker fault may have closed the test's own.
+        await withBroker(url, (b) => b.deleteQueues(queue, deadLetterQueue)).catch(() => undefined);
         await rpcServer.close();
         await db.drop();
       },

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import type { Environment } from './environment.ts';
-import { waitFor } from './rabbit.ts';
+import { drainQueue, waitFor } from './rabbit.ts';
 import { type Accounting, account, type ScenarioMessage, scenarioMessages } from './scenario.ts';
 
 /**
@@ -57,7 +57,8 @@ export async function finishAndAccount(
 ): Promise<ScenarioReport> {
   await env.waitForQueueEmpty(timeoutMs);
   const seconds = (Date.now() - startedAt) / 1000;
-  const dead = await env.broker.drainQueue(env.deadLetterQueue);
+  // A fresh connection: the scenario may have closed every connection the test had.
+  const dead = await drainQueue(env.deadLetterQueue, { from: env.amqpUrl });
   const deadIds = dead.map((m) => String(m.properties.messageId));
   return { ...account(messages, await env.jobCountsByMid(), deadIds), seconds };
 }
