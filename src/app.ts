@@ -8,6 +8,8 @@ import { toError } from './errors.ts';
 import { type HttpEndpoint, startHttp } from './http.ts';
 import { Metrics } from './metrics.ts';
 import { type Enqueuer, Pipeline } from './pipeline.ts';
+import { createPolicy } from './policy.ts';
+import { RateLimiter } from './rate-limit.ts';
 import { RpcClient } from './rpc.ts';
 
 /**
@@ -112,6 +114,11 @@ export class App {
       metrics: this.metrics,
       logger,
       retry: config.retry,
+      policy: createPolicy(config.policy),
+      rateLimiter:
+        config.policy.maxJobsPerSecond === undefined
+          ? undefined
+          : new RateLimiter(config.policy.maxJobsPerSecond),
     });
   }
 

@@ -176,6 +176,34 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Retry policy.'),
+    policy: z
+      .strictObject({
+        entrypoints: z
+          .array(z.string().min(1))
+          .optional()
+          .describe('Allowed entrypoints: exact names or patterns with `*` (e.g. "report_*"). Absent: any.'),
+        maxPayloadBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(16 * 1024 * 1024)
+          .describe('Largest payload accepted; larger messages are dead-lettered (payload_too_large).'),
+        maxHeadersBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(64 * 1024)
+          .describe(
+            'Largest job headers (JSON text) accepted; larger are dead-lettered (headers_too_large).',
+          ),
+        maxJobsPerSecond: z
+          .number()
+          .positive()
+          .optional()
+          .describe('Rate limit on enqueue calls across the process. Absent: unlimited.'),
+      })
+      .prefault({})
+      .describe('Limits on what may be enqueued.'),
     shutdown: z
       .strictObject({
         graceMs: durationMs('On SIGTERM/SIGINT, how long in-flight deliveries may take to finish.', 20_000),

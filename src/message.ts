@@ -37,7 +37,10 @@ export type InvalidReason =
   | 'invalid_priority'
   | 'invalid_execute_after'
   | 'invalid_dedupe_key'
-  | 'invalid_headers';
+  | 'invalid_headers'
+  | 'entrypoint_not_allowed'
+  | 'payload_too_large'
+  | 'headers_too_large';
 
 export class InvalidMessageError extends BridgeError {
   readonly reason: InvalidReason;
@@ -159,6 +162,9 @@ function decodeEnvelope(message: IncomingMessage, options: DecodeOptions): Enque
     checkHeaders(fields.headers);
     headersJson = rawText('headers');
   }
+  const userHasOtel =
+    typeof fields.headers === 'object' && fields.headers !== null && 'otel' in fields.headers;
+  if (!userHasOtel) headersJson = withTraceContext(headersJson, message.properties.headers);
 
   return build(entrypoint, payload, priority, executeAfter, dedupeKey, headersJson);
 }
@@ -192,7 +198,8 @@ function decodeRaw(message: IncomingMessage, options: DecodeOptions): EnqueueArg
   const priority =
     amqpPriority === undefined ? undefined : checkPriority(amqpPriority, 'the AMQP priority property');
   const dedupeKey = decodeDedupeKey(undefined, message, options);
-  return build(entrypoint, message.body, priority, undefined, dedupeKey, undefined);
+  const headersJson = withTraceContext(undefined, message.properties.headers);
+  return build(entrypoint, message.body, priority, undefined, dedupeKey, headersJson);
 }
 
 // Only defined fields are set, so "absent" reaches the RPC as "use the SQL default".
@@ -308,6 +315,33 @@ function decodeDedupeKey(
     return messageId;
   }
   return undefined;
+}
+
+const TRACE_HEADERS = ['traceparent', 'tracestate', 'baggage'] as const;
+
+/**
+ * Copies the message's W3C trace context (AMQP headers traceparent, tracestate, baggage) into
+ * the job's `headers.otel`, where PGQueuer's OpenTelemetry integration reads it, so a trace
+ * continues from the publisher into the job. The publisher's own headers are kept as written;
+ * an `otel` key they already have wins (the caller checks).
+ */
+export function withTraceContext(
+  headersJson: string | undefined,
+  amqpHeaders: Readonly<Record<string, unknown>> | undefined,
+): string | undefined {
+  if (amqpHeaders === undefined) return headersJson;
+  const otel: Record<string, string> = {};
+  for (const name of TRACE_HEADERS) {
+    const value = amqpHeaders[name];
+    const text = Buffer.isBuffer(value) ? value.toString('utf8') : value;
+    // Trace context is ASCII by spec; anything else is dropped rather than stored.
+    if (typeof text === 'string' && text !== '' && /^[\x20-\x7e]*$/.test(text)) otel[name] = text;
+  }
+  if (otel.traceparent === undefined) return headersJson;
+  const otelJson = `"otel":${JSON.stringify(otel)}`;
+  if (headersJson === undefined) return `{${otelJson}}`;
+  const inner = headersJson.trim().slice(1).trimStart();
+  return inner.startsWith('}') ? `{${otelJson}}` : `{${otelJson},${inner}`;
 }
 
 /** PostgreSQL text cannot hold NUL, and lone surrogates have no UTF-8 encoding. */

@@ -9,6 +9,8 @@ import { toError } from './errors.ts';
 import { decodeMessage, type EnqueueArgs } from './message.ts';
 import type { Metrics } from './metrics.ts';
 import { classify, type Outcome, retryDelay } from './outcome.ts';
+import type { Policy } from './policy.ts';
+import type { RateLimiter } from './rate-limit.ts';
 import type { RpcResult } from './rpc.ts';
 import { sleep } from './sleep.ts';
 
@@ -41,6 +43,8 @@ export interface PipelineDeps {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly retry: Config['retry'];
+  readonly policy: Policy;
+  readonly rateLimiter?: RateLimiter | undefined;
 }
 
 type FailedOutcome = Extract<Outcome, { kind: 'transient' | 'endpoint_fault' | 'unknown' }>;
@@ -126,15 +130,16 @@ export class Pipeline {
       },
       delivery.source,
     );
-    if (!decoded.ok) {
+    const rejection = decoded.ok ? this.#deps.policy.check(decoded.args) : decoded.error;
+    if (rejection !== undefined) {
       await this.#deadLetter(delivery, {
         kind: 'invalid_message',
-        reason: decoded.error.reason,
-        message: decoded.error.message,
+        reason: rejection.reason,
+        message: rejection.message,
       });
       return;
     }
-    await this.#enqueue(delivery, decoded.args);
+    if (decoded.ok) await this.#enqueue(delivery, decoded.args);
   }
 
   async #enqueue(delivery: Delivery, args: EnqueueArgs): Promise<void> {
@@ -163,6 +168,7 @@ export class Pipeline {
         circuit.abandon();
         return;
       }
+      await this.#deps.rateLimiter?.take();
       const generation = circuit.generation;
       const started = performance.now();
       const result = await rpc.enqueue(args);

@@ -96,6 +96,7 @@ describe('parseConfig: valid input', () => {
         },
       ],
       retry: { initialDelayMs: 200, maxDelayMs: 30_000, maxHoldMs: 900_000, poisonAttempts: 8 },
+      policy: { maxPayloadBytes: 16 * 1024 * 1024, maxHeadersBytes: 64 * 1024 },
       shutdown: { graceMs: 20_000 },
       http: { enabled: true, host: '0.0.0.0', port: 9464 },
       log: { level: 'info' },

@@ -712,3 +712,54 @@ describe('decodeMessage, bad-input corpus', () => {
     });
   }
 });
+
+describe('trace context propagation', () => {
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
+  it("copies traceparent, tracestate and baggage into headers.otel and keeps the publisher's headers as written", () => {
+    const result = decode('{"entrypoint":"e","headers":{"big": 12345678901234567890}}', {
+      headers: { traceparent, tracestate: 'vendor=x', baggage: 'user=1', other: 'ignored' },
+    });
+    const headersJson = accepted(result).headersJson ?? '';
+    assert.deepEqual(JSON.parse(headersJson).otel, {
+      traceparent,
+      tracestate: 'vendor=x',
+      baggage: 'user=1',
+    });
+    assert.ok(headersJson.includes('"big": 12345678901234567890'), headersJson);
+  });
+
+  it('creates headers when the message had none, in envelope and raw mode', () => {
+    for (const options of [ENVELOPE, RAW]) {
+      const result = decode(
+        options.mode === 'raw' ? 'x' : '{"entrypoint":"e"}',
+        { headers: { traceparent } },
+        options,
+      );
+      assert.equal(accepted(result).headersJson, `{"otel":{"traceparent":"${traceparent}"}}`);
+    }
+  });
+
+  it('fills an empty headers object', () => {
+    const result = decode('{"entrypoint":"e","headers":{ }}', { headers: { traceparent } });
+    assert.equal(accepted(result).headersJson, `{"otel":{"traceparent":"${traceparent}"}}`);
+  });
+
+  it('keeps an otel object the publisher supplied', () => {
+    const result = decode('{"entrypoint":"e","headers":{"otel":{"traceparent":"mine"}}}', {
+      headers: { traceparent },
+    });
+    assert.equal(accepted(result).headersJson, '{"otel":{"traceparent":"mine"}}');
+  });
+
+  it('adds nothing without a traceparent, or for a non-ASCII one', () => {
+    assert.equal(
+      accepted(decode('{"entrypoint":"e"}', { headers: { tracestate: 'a=b' } })).headersJson,
+      undefined,
+    );
+    assert.equal(
+      accepted(decode('{"entrypoint":"e"}', { headers: { traceparent: 'caf\u00e9' } })).headersJson,
+      undefined,
+    );
+  });
+});
