@@ -1,10 +1,12 @@
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { ConnectFn, ConnectionSettings } from './amqp/connection.ts';
 import { AmqpConsumer } from './amqp/consumer.ts';
 import { ConfirmPublisher } from './amqp/publisher.ts';
+import { createTokenSource, type TokenSource, withTokenRefresh } from './auth.ts';
 import { Circuit } from './circuit.ts';
 import type { Config } from './config.ts';
-import { toError } from './errors.ts';
+import { ConfigError, toError } from './errors.ts';
 import { type HttpEndpoint, startHttp } from './http.ts';
 import { Metrics } from './metrics.ts';
 import { type Enqueuer, Pipeline } from './pipeline.ts';
@@ -34,6 +36,30 @@ export interface AppOverrides {
 /** Consecutive transient failures (no success between) that pause intake. */
 const PAUSE_AFTER_FAILURES = 5;
 
+/** Reads a PEM file named in the config; a failure names the key. */
+function readPem(path: string | undefined, key: string): Buffer | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new ConfigError([`${key}: cannot read ${path}: ${toError(error).message}`]);
+  }
+}
+
+function amqpSocketOptions(tls: Config['amqp']['tls']): Record<string, unknown> {
+  if (tls === undefined) return {};
+  const options: Record<string, unknown> = {};
+  const ca = readPem(tls.caFile, 'amqp.tls.caFile');
+  const cert = readPem(tls.certFile, 'amqp.tls.certFile');
+  const key = readPem(tls.keyFile, 'amqp.tls.keyFile');
+  if (ca !== undefined) options.ca = [ca];
+  if (cert !== undefined) options.cert = cert;
+  if (key !== undefined) options.key = key;
+  if (tls.passphrase !== undefined) options.passphrase = tls.passphrase;
+  if (tls.servername !== undefined) options.servername = tls.servername;
+  return options;
+}
+
 export class App {
   readonly config: Config;
   readonly metrics: Metrics;
@@ -44,6 +70,7 @@ export class App {
   readonly #circuit: Circuit;
   readonly #pipeline: Pipeline;
   #http: HttpEndpoint | undefined;
+  #tokens: TokenSource | undefined;
   #stopping: Promise<number> | undefined;
   #wasReady = false;
 
@@ -59,11 +86,14 @@ export class App {
         function: config.postgrest.function,
         schema: config.postgrest.schema,
         timeoutMs: config.postgrest.timeoutMs,
-        bearerToken:
-          config.postgrest.bearerToken === undefined ? undefined : () => config.postgrest.bearerToken,
+        bearerToken: () => this.#tokens?.token(),
         maxSockets: totalConcurrency,
+        ca: readPem(config.postgrest.caFile, 'postgrest.caFile'),
       });
-    const settings: ConnectionSettings = config.amqp;
+    const settings: ConnectionSettings = {
+      ...config.amqp,
+      socketOptions: amqpSocketOptions(config.amqp.tls),
+    };
     this.#publisher = new ConfirmPublisher(settings, logger, overrides.connect);
     this.#consumer = new AmqpConsumer(
       settings,
@@ -107,8 +137,13 @@ export class App {
         this.#updateReady();
       },
     });
+    const tokens: TokenSource = {
+      token: () => this.#tokens?.token(),
+      refresh: async () => this.#tokens?.refresh(),
+      close: () => undefined,
+    };
     this.#pipeline = new Pipeline({
-      rpc: this.#rpc,
+      rpc: withTokenRefresh(this.#rpc, tokens),
       publisher: this.#publisher,
       circuit: this.#circuit,
       metrics: this.metrics,
@@ -142,6 +177,7 @@ export class App {
   }
 
   async start(): Promise<void> {
+    this.#tokens = await createTokenSource(this.config.postgrest, this.#logger);
     if (this.config.http.enabled) {
       this.#http = await startHttp(
         this.config.http.host,
@@ -181,6 +217,7 @@ export class App {
     steps.push(['close consumer', () => this.#consumer.close()]);
     steps.push(['close publisher', () => this.#publisher.close()]);
     steps.push(['close rpc client', () => this.#rpc.close?.()]);
+    steps.push(['close token source', () => this.#tokens?.close()]);
     steps.push(['close http', () => this.#http?.close()]);
     // Each step runs even if an earlier one failed: a half-closed bridge must still let go of
     // its channels so the broker requeues what is unacked.

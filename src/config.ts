@@ -123,6 +123,27 @@ export const configSchema = z
           500,
         ),
         reconnectMaxDelayMs: durationMs('Upper bound of the reconnect delay.', 30_000),
+        tls: z
+          .strictObject({
+            caFile: z
+              .string()
+              .min(1)
+              .optional()
+              .describe('PEM file of the CA that signed the broker certificate.'),
+            certFile: z.string().min(1).optional().describe('PEM client certificate (for mutual TLS).'),
+            keyFile: z.string().min(1).optional().describe('PEM private key of the client certificate.'),
+            passphrase: z
+              .string()
+              .optional()
+              .describe('Passphrase of the key. Secret. Env: PGQ_BRIDGE_AMQP_TLS_PASSPHRASE.'),
+            servername: z
+              .string()
+              .min(1)
+              .optional()
+              .describe('TLS server name (SNI) when it differs from the host.'),
+          })
+          .optional()
+          .describe('TLS for amqps:// URLs.'),
       })
       .describe('RabbitMQ connection.'),
     postgrest: z
@@ -140,6 +161,49 @@ export const configSchema = z
           .describe(
             'Static bearer token (a JWT PostgREST accepts). Secret. Env: PGQ_BRIDGE_POSTGREST_TOKEN.',
           ),
+        bearerTokenFile: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'File holding the bearer token (a mounted secret); re-read when it changes and after a 401.',
+          ),
+        jwt: z
+          .strictObject({
+            secret: z
+              .string()
+              .min(32, "must be at least 32 characters, as PostgREST's jwt-secret")
+              .describe(
+                'HS256 secret shared with PostgREST (jwt-secret). Secret. Env: PGQ_BRIDGE_JWT_SECRET.',
+              ),
+            role: z.string().min(1).describe('Database role the tokens name (the `role` claim).'),
+            expiresInSeconds: z
+              .number()
+              .int()
+              .min(10)
+              .default(300)
+              .describe('Token lifetime; a new one is minted well before it expires.'),
+            audience: z.string().min(1).optional().describe('`aud` claim, when PostgREST sets jwt-aud.'),
+          })
+          .optional()
+          .describe('Mint short-lived JWTs instead of using a static token.'),
+        caFile: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('PEM CA for an https:// PostgREST with a private certificate.'),
+      })
+      .superRefine((postgrest, ctx) => {
+        const ways = (['bearerToken', 'bearerTokenFile', 'jwt'] as const).filter(
+          (k) => postgrest[k] !== undefined,
+        );
+        if (ways.length > 1) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [ways[1] ?? ''],
+            message: `choose one of ${ways.join(', ')}`,
+          });
+        }
       })
       .describe('PostgREST endpoint.'),
     concurrency: z
@@ -260,11 +324,13 @@ export interface Config extends Omit<ParsedConfig, 'sources'> {
 /** Environment variables that override one key each; the value is a JSON-compatible string. */
 export const ENV_OVERRIDES = {
   PGQ_BRIDGE_AMQP_URL: ['amqp', 'url'],
+  PGQ_BRIDGE_AMQP_TLS_PASSPHRASE: ['amqp', 'tls', 'passphrase'],
   PGQ_BRIDGE_POSTGREST_URL: ['postgrest', 'url'],
   PGQ_BRIDGE_POSTGREST_TOKEN: ['postgrest', 'bearerToken'],
+  PGQ_BRIDGE_JWT_SECRET: ['postgrest', 'jwt', 'secret'],
   PGQ_BRIDGE_LOG_LEVEL: ['log', 'level'],
   PGQ_BRIDGE_HTTP_PORT: ['http', 'port'],
-} as const satisfies Record<string, readonly [string, string]>;
+} as const satisfies Record<string, readonly string[]>;
 
 export const CONFIG_PATH_ENV = 'PGQ_BRIDGE_CONFIG';
 
@@ -277,18 +343,23 @@ export function parseConfig(raw: unknown, env: Env = {}): Config {
   }
   const merged: Record<string, unknown> = structuredClone(raw as Record<string, unknown>);
   const envByPath = new Map<string, string>();
-  for (const [name, [section, key]] of Object.entries(ENV_OVERRIDES)) {
+  for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    const target = merged[section];
-    const sectionObject =
-      typeof target === 'object' && target !== null && !Array.isArray(target)
-        ? (target as Record<string, unknown>)
-        : {};
+    let target = merged;
+    for (const key of path.slice(0, -1)) {
+      const child = target[key];
+      const object =
+        typeof child === 'object' && child !== null && !Array.isArray(child)
+          ? (child as Record<string, unknown>)
+          : {};
+      target[key] = object;
+      target = object;
+    }
+    const key = path[path.length - 1] as string;
     // A port that is not plain digits stays a string, so the schema names the variable and refuses it.
-    sectionObject[key] = key === 'port' && /^\d+$/.test(value) ? Number(value) : value;
-    merged[section] = sectionObject;
-    envByPath.set(`${section}.${key}`, name);
+    target[key] = key === 'port' && /^\d+$/.test(value) ? Number(value) : value;
+    envByPath.set(path.join('.'), name);
   }
 
   const result = configSchema.safeParse(merged);
@@ -379,12 +450,18 @@ export function loadConfig(argv: readonly string[], env: Env = process.env): Con
 
 /** The config with secrets replaced, for printing and logging. */
 export function maskSecrets(config: Config): unknown {
+  const { amqp, postgrest } = config;
   return {
     ...config,
-    amqp: { ...config.amqp, url: maskUrlPassword(config.amqp.url) },
+    amqp: {
+      ...amqp,
+      url: maskUrlPassword(amqp.url),
+      ...(amqp.tls?.passphrase === undefined ? {} : { tls: { ...amqp.tls, passphrase: '***' } }),
+    },
     postgrest: {
-      ...config.postgrest,
-      ...(config.postgrest.bearerToken === undefined ? {} : { bearerToken: '***' }),
+      ...postgrest,
+      ...(postgrest.bearerToken === undefined ? {} : { bearerToken: '***' }),
+      ...(postgrest.jwt === undefined ? {} : { jwt: { ...postgrest.jwt, secret: '***' } }),
     },
   };
 }

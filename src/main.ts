@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { App } from './app.ts';
 import { type Config, loadConfig, maskSecrets } from './config.ts';
 import { ConfigError, toError } from './errors.ts';
@@ -7,6 +8,7 @@ import { createLogger } from './log.ts';
 /**
  * pgq-bridge [run] --config PATH      consume and enqueue until SIGTERM/SIGINT
  * pgq-bridge check-config --config PATH   validate; print the resolved config, secrets masked
+ * pgq-bridge sql [--hardened] [--uninstall] [--NAME VALUE ...]   print the install SQL for psql
  *
  * Exit codes: 0 stopped gracefully (or config valid) · 1 fatal error or forced stop (second
  * signal) · 2 usage · 78 invalid configuration.
@@ -14,7 +16,11 @@ import { createLogger } from './log.ts';
 
 export const EXIT = { ok: 0, fatal: 1, usage: 2, config: 78 } as const;
 
-const USAGE = `usage: pgq-bridge [run|check-config] --config PATH   (or set PGQ_BRIDGE_CONFIG)`;
+const USAGE = [
+  'usage: pgq-bridge [run|check-config] --config PATH   (or set PGQ_BRIDGE_CONFIG)',
+  '       pgq-bridge sql [--hardened] [--uninstall] [--api-schema S] [--queue-schema S] [--queue-table T]',
+  '                      [--log-table T] [--function-name F] [--api-role R] ... | psql "$DATABASE_URL"',
+].join('\n');
 
 async function main(argv: readonly string[]): Promise<number> {
   const command = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'run';
@@ -23,6 +29,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return EXIT.ok;
   }
+  if (command === 'sql') return printSql(rest);
   if (command !== 'run' && command !== 'check-config') {
     process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
     return EXIT.usage;
@@ -45,9 +52,50 @@ async function main(argv: readonly string[]): Promise<number> {
   return run(config);
 }
 
+/**
+ * The SQL scripts ship with the bridge; names are psql variables, so printing `\\set` lines
+ * ahead of the script is all it takes to install under other names.
+ */
+function printSql(args: readonly string[]): number {
+  const file = `${args.includes('--uninstall') ? 'uninstall' : 'install'}${args.includes('--hardened') ? '-hardened' : ''}.sql`;
+  const sets: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? '';
+    if (arg === '--hardened' || arg === '--uninstall') continue;
+    const value = args[i + 1];
+    if (!arg.startsWith('--') || value === undefined) {
+      process.stderr.write(`pgq-bridge sql: expected --name value, got ${JSON.stringify(arg)}\n${USAGE}\n`);
+      return EXIT.usage;
+    }
+    const name = arg.slice(2).replaceAll('-', '_');
+    if (!/^[a-z_]+$/.test(name)) {
+      process.stderr.write(`pgq-bridge sql: bad option ${arg}\n`);
+      return EXIT.usage;
+    }
+    sets.push(`\\set ${name} '${value.replaceAll("'", "''")}'`);
+    i++;
+  }
+  let script: string;
+  try {
+    script = readFileSync(new URL(`../sql/${file}`, import.meta.url), 'utf8');
+  } catch (error) {
+    process.stderr.write(`pgq-bridge sql: ${toError(error).message}\n`);
+    return EXIT.usage;
+  }
+  process.stdout.write(`${sets.join('\n')}${sets.length > 0 ? '\n' : ''}${script}`);
+  return EXIT.ok;
+}
+
 async function run(config: Config): Promise<number> {
   const logger = createLogger(config.log.level);
-  const app = new App(config, logger);
+  let app: App;
+  try {
+    app = new App(config, logger);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`pgq-bridge: ${error.message}\n`);
+    return EXIT.config;
+  }
 
   // A sidecar that hits a bug exits and lets the orchestrator restart it; unacked deliveries
   // go back to the broker, so nothing is lost by dying.
@@ -90,7 +138,14 @@ async function run(config: Config): Promise<number> {
     },
     'starting',
   );
-  await app.start();
+  try {
+    await app.start();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`pgq-bridge: ${error.message}\n`);
+    await app.stop();
+    return EXIT.config;
+  }
   return stopped;
 }
 

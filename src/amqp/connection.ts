@@ -122,6 +122,8 @@ export class ConnectionKeeper {
     let connection: ChannelModel | undefined;
     try {
       connection = await this.#connect(this.#urlWithHeartbeat(), {
+        // Acks are tiny frames: with Nagle's algorithm each can wait ~40 ms for company.
+        noDelay: true,
         ...this.#settings.socketOptions,
         clientProperties: { connection_name: this.#settings.connectionName },
       });

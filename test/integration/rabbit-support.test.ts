@@ -19,6 +19,7 @@ import {
   epmdNames,
   isPortOpen,
   type PrivateNode,
+  PrivateNodeStartError,
   processesForNode,
   startPrivateNode,
 } from '../support/rabbit-node.ts';
@@ -364,6 +365,7 @@ describe('private RabbitMQ nodes', { timeout: 240_000 }, () => {
 
   test('stop() leaves no process, port, epmd entry or directory behind', async (t) => {
     const [, two] = nodes();
+    assert.ok((await processesForNode(two.nodeName)).includes(two.pid));
     const started = Date.now();
     await two.stop();
     t.diagnostic(`stopped in ${Date.now() - started} ms`);
@@ -375,5 +377,22 @@ describe('private RabbitMQ nodes', { timeout: 240_000 }, () => {
 
     const [one] = nodes();
     await (await connect(one.url)).close();
+  });
+
+  test('a node that cannot boot fails fast with the reason and leaves nothing behind', async () => {
+    const [one] = nodes();
+    const started = Date.now();
+    const error = await startPrivateNode({ distPort: one.distPort }).then(
+      () => assert.fail('a second node on the same distribution port started'),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof PrivateNodeStartError);
+    assert.match(error.message, /dist_port_already_used/);
+    assert.equal(error.portInUse, true);
+    assert.ok(Date.now() - started < 30_000, `took ${Date.now() - started} ms to fail`);
+    const failedNode = /node (\S+@localhost) failed to start/.exec(error.message)?.[1];
+    assert.ok(failedNode);
+    assert.deepEqual(await processesForNode(failedNode), []);
+    assert.equal((await epmdNames()).has(failedNode.split('@')[0] ?? ''), false);
   });
 });

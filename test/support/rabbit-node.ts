@@ -146,16 +146,27 @@ export function isProcessAlive(pid: number): boolean {
   return state !== 'Z' && state !== 'X';
 }
 
-/** Pids of processes whose command line mentions `nodeName` (the node's VM, or a CLI aimed at it). */
+/**
+ * Pids of live processes that belong to `nodeName`: the node's VM and its helpers (erl_child_setup,
+ * inet_gethost, the disk monitor's shell), which carry the name only in their environment since 3.10
+ * sets it at runtime rather than on the command line, plus any CLI aimed at it with `-n`.
+ */
 export async function processesForNode(nodeName: string): Promise<number[]> {
   const pids: number[] = [];
   for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const pid = Number(entry);
+    if (!/^\d+$/.test(entry) || pid === process.pid) continue;
     try {
-      const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8');
-      if (cmdline.split('\0').includes(nodeName) && isProcessAlive(Number(entry))) pids.push(Number(entry));
+      const [cmdline, environ] = await Promise.all([
+        readFile(`/proc/${entry}/cmdline`, 'utf8'),
+        readFile(`/proc/${entry}/environ`, 'utf8'),
+      ]);
+      const mentions =
+        cmdline.split('\0').includes(nodeName) ||
+        environ.split('\0').includes(`RABBITMQ_NODENAME=${nodeName}`);
+      if (mentions && isProcessAlive(pid)) pids.push(pid);
     } catch {
-      // Exited while we were looking.
+      // Exited while we were looking, or not ours to read.
     }
   }
   return pids;
@@ -227,12 +238,42 @@ function shortName(nodeName: string): string {
   return nodeName.slice(0, nodeName.indexOf('@'));
 }
 
-async function logTail(dir: string, nodeName: string, lines = 30): Promise<string> {
+async function readLog(dir: string, nodeName: string): Promise<string> {
   try {
-    const log = await readFile(join(dir, 'log', `${nodeName}.log`), 'utf8');
-    return log.trimEnd().split('\n').slice(-lines).join('\n');
+    return await readFile(join(dir, 'log', `${nodeName}.log`), 'utf8');
   } catch {
-    return '(no log)';
+    return '';
+  }
+}
+
+/** The first error lines say why a boot failed; the ones after them are mostly supervisor term dumps. */
+function logExcerpt(log: string): string {
+  const lines = log.trimEnd().split('\n');
+  const firstError = lines.findIndex((line) => line.includes('[error]'));
+  const excerpt = firstError >= 0 ? lines.slice(firstError, firstError + 15) : lines.slice(-15);
+  return excerpt.length > 0 ? excerpt.join('\n') : '(the node wrote no log)';
+}
+
+/** The "Slogan:" line of an Erlang crash dump (why the VM died), if there is a dump. */
+async function crashSlogan(path: string): Promise<string | undefined> {
+  let dump: string;
+  try {
+    dump = await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The VM may still be writing the dump; the slogan is on its third line.
+  return /^Slogan: (.*)$/m.exec(dump.slice(0, 64 * 1024))?.[1];
+}
+
+/** Thrown by startPrivateNode; `portInUse` tells a port clash (worth a retry on other ports) from other failures. */
+export class PrivateNodeStartError extends Error {
+  readonly portInUse: boolean;
+
+  constructor(message: string, portInUse: boolean, cause: unknown) {
+    super(message, { cause });
+    this.name = 'PrivateNodeStartError';
+    this.portInUse = portInUse;
   }
 }
 
@@ -295,8 +336,7 @@ export async function startPrivateNode(options: PrivateNodeOptions = {}): Promis
   try {
     return await launch(options);
   } catch (error) {
-    if (!pickedPorts || !/eaddrinuse|address already in use/i.test(String((error as Error).message)))
-      throw error;
+    if (!pickedPorts || !(error instanceof PrivateNodeStartError) || !error.portInUse) throw error;
     return launch(options);
   }
 }
@@ -310,6 +350,7 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
   const nodeName = `pgqb-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}@localhost`;
   const dir = await mkdtemp(join(tmpdir(), 'pgqb-rabbit-'));
   const pidFile = join(dir, 'rabbit.pid');
+  const crashDump = join(dir, 'erl_crash.dump');
   const live: LiveNode = { dir, pidFile, pid: undefined, watchdogPid: undefined };
   installExitHook();
   liveNodes.add(live);
@@ -339,7 +380,7 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
       RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config'),
       RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
       RABBITMQ_PID_FILE: pidFile,
-      ERL_CRASH_DUMP: join(dir, 'erl_crash.dump'),
+      ERL_CRASH_DUMP: crashDump,
     });
     live.watchdogPid = startWatchdog(dir, pidFile);
     // -detached returns as soon as the VM is forked, before (and regardless of whether) it boots.
@@ -364,6 +405,8 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
         if (live.pid !== undefined && !isProcessAlive(live.pid)) {
           throw new BootFailed(`node process ${live.pid} exited during boot`);
         }
+        const slogan = await crashSlogan(crashDump);
+        if (slogan !== undefined) throw new BootFailed(`the Erlang VM crashed: ${slogan}`);
         if (live.pid === undefined && Date.now() - launchedAt > NO_PID_FILE_MS) {
           throw new BootFailed(`no pid file after ${NO_PID_FILE_MS} ms; the Erlang VM did not start`);
         }
@@ -415,13 +458,14 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
       message: `AMQP connection to ${url}`,
     });
   } catch (error) {
-    const tail = await logTail(dir, nodeName);
+    const log = await readLog(dir, nodeName);
+    const reason = (error as Error).message;
     await stop().catch(() => {});
-    throw new Error(
-      `private RabbitMQ node ${nodeName} failed to start: ${(error as Error).message}\n${tail}`,
-      {
-        cause: error,
-      },
+    throw new PrivateNodeStartError(
+      `private RabbitMQ node ${nodeName} failed to start: ${reason}\n${logExcerpt(log)}`,
+      // An AMQP port clash shows in the log; a distribution port clash kills the VM before it logs.
+      /eaddrinuse|dist_port_already_used/i.test(`${log}\n${reason}`),
+      error,
     );
   }
 
@@ -475,27 +519,29 @@ async function canConnect(url: string): Promise<boolean> {
 
 async function stopNode(live: LiveNode, nodeName: string, amqpPort: number, distPort: number): Promise<void> {
   const pid = live.pid ?? readPid(live.pidFile);
+  let asked = false;
   try {
     // Not `stop <pidfile>`: the node deletes its pid file while halting, and the CLI then waits
     // for the file to reappear until it is killed. It also takes a zombie VM for a live one.
     await rabbitmqctl(['stop', '--idempotent'], { node: nodeName, timeoutMs: STOP_TIMEOUT_MS });
+    asked = true;
   } catch {
-    // Unreachable or hung: fall back to signals below.
-  }
-  if (pid !== undefined && isProcessAlive(pid)) {
-    signal(pid, 'SIGTERM');
-    const exited = await waitFor(() => !isProcessAlive(pid), { timeoutMs: 10_000, intervalMs: 100 }).then(
-      () => true,
-      () => false,
-    );
-    if (!exited) signal(pid, 'SIGKILL');
+    // Unreachable or hung: signals below.
   }
   if (pid !== undefined) {
-    await waitFor(() => !isProcessAlive(pid), {
-      timeoutMs: 10_000,
-      intervalMs: 50,
-      message: `${nodeName} exited`,
-    });
+    const exited = (timeoutMs: number): Promise<boolean> =>
+      waitFor(() => !isProcessAlive(pid), { timeoutMs, intervalMs: 50 }).then(
+        () => true,
+        () => false,
+      );
+    // `stop` returns once the node has agreed to halt; the VM needs about another second to exit.
+    if (!(asked && (await exited(15_000)))) {
+      signal(pid, 'SIGTERM');
+      if (!(await exited(10_000))) {
+        signal(pid, 'SIGKILL');
+        if (!(await exited(10_000))) throw new Error(`${nodeName} (pid ${pid}) survived SIGKILL`);
+      }
+    }
   }
   await waitFor(async () => !(await isPortOpen(amqpPort)), {
     timeoutMs: 10_000,

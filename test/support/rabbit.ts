@@ -71,7 +71,7 @@ export async function waitFor<T>(
     const remaining = deadline - Date.now();
     if (remaining <= 0) {
       const what = typeof options.message === 'function' ? options.message() : options.message;
-      const last = lastError ? `last error: ${lastError.message}` : `last value: ${describe(lastValue)}`;
+      const last = lastError ? `last error: ${lastError.message}` : `last value: ${show(lastValue)}`;
       throw new Error(`${what ?? 'condition'} not met within ${timeoutMs} ms (${last})`, {
         cause: lastError,
       });
@@ -80,7 +80,7 @@ export async function waitFor<T>(
   }
 }
 
-function describe(value: unknown): string {
+function show(value: unknown): string {
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {
@@ -208,8 +208,7 @@ export async function rabbitCommand(
   extraEnv: NodeJS.ProcessEnv = {},
 ): Promise<{ file: string; env: NodeJS.ProcessEnv; uid?: number; gid?: number }> {
   const cli = await rabbitCli();
-  // The Elixir CLI warns about (and mangles) non-ASCII output under a latin1 locale.
-  const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8', ...extraEnv };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extraEnv };
   if (!cli.user || !cli.scriptsDir) return { file: script, env };
   return {
     file: `${cli.scriptsDir}/${script}`,
@@ -282,8 +281,8 @@ export async function listQueues(options: QueueListOptions = {}): Promise<Map<st
 
 /**
  * Parses tab-separated `name ready unacked consumers` rows from the right, so a name containing
- * a tab still parses. Rows whose counts are not numbers (a header row, or a queue whose process is
- * down and reports nothing) are skipped rather than guessed at.
+ * a tab still parses. Rows whose counts are not numbers (a header row, or a queue that could not
+ * report them) are skipped rather than guessed at.
  */
 export function parseQueueList(stdout: string): Map<string, QueueCounts> {
   const queues = new Map<string, QueueCounts>();
