@@ -21,7 +21,7 @@ class TypedCounter<L extends string> {
 }
 
 export type DeadLetterKind = 'invalid_message' | 'rejected_by_rpc';
-export type RetryKind = 'transient' | 'endpoint_fault' | 'unknown' | 'dead_letter_publish';
+export type RetryKind = 'transient' | 'endpoint_fault' | 'unknown' | 'dead_letter_publish' | 'reply_publish';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -63,6 +63,12 @@ export class Metrics {
     'pgq_bridge_requeued_total',
     'Held deliveries returned to the queue before the consumer timeout',
     ['queue'],
+  );
+  readonly replies = new TypedCounter(
+    this.registry,
+    'pgq_bridge_replies_total',
+    'Outcomes published to a message reply_to, by status',
+    ['queue', 'status'],
   );
   readonly reconnects = new TypedCounter(this.registry, 'pgq_bridge_reconnects_total', 'Broker reconnects', [
     'connection',

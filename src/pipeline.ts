@@ -178,7 +178,11 @@ export class Pipeline {
       if (outcome.kind === 'enqueued' || outcome.kind === 'duplicate') {
         circuit.success();
         this.#lastSuccessAt = Date.now();
-        this.#ack(delivery, args, outcome);
+        const replied =
+          outcome.kind === 'enqueued'
+            ? await this.#reply(delivery, { status: 'enqueued' }, outcome.jobId)
+            : await this.#reply(delivery, { status: 'duplicate', dedupe_key: args.dedupeKey });
+        if (replied) this.#ack(delivery, args, outcome);
         return;
       }
       if (outcome.kind === 'rejected_by_rpc') {
@@ -255,31 +259,29 @@ export class Pipeline {
   }
 
   async #deadLetter(delivery: Delivery, reason: DeadLetterReason): Promise<void> {
-    const { publisher, metrics, logger, retry } = this.#deps;
+    const { metrics, logger } = this.#deps;
     if (this.draining) return;
     const queue = delivery.source.queue;
     const { content, options } = buildDeadLetter(delivery.message, queue, reason, new Date());
-    let hold: Hold | undefined;
-    try {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await publisher.publish('', delivery.source.deadLetterQueue, content, options);
-          break;
-        } catch (error) {
-          metrics.retries.inc({ queue, kind: 'dead_letter_publish' });
-          logger.warn(
-            { ...deliveryFields(delivery), err: toError(error) },
-            'publishing the dead letter failed; holding the message and retrying',
-          );
-          hold ??= this.#hold(delivery);
-          if (!(await sleep(retryDelay(attempt, retry, 0), hold.signal)))
-            return this.#handBack(delivery, hold.signal);
-        }
-        if (this.draining || !delivery.live) return;
-      }
-    } finally {
-      hold?.dispose();
+    if (
+      !(await this.#publishHolding(
+        delivery,
+        delivery.source.deadLetterQueue,
+        content,
+        options,
+        'dead_letter_publish',
+      ))
+    ) {
+      return;
     }
+    const replied = await this.#reply(delivery, {
+      status: 'dead_lettered',
+      kind: reason.kind,
+      reason: reason.reason,
+      message: reason.message,
+      dead_letter_queue: delivery.source.deadLetterQueue,
+    });
+    if (!replied) return;
     const acked = delivery.ack();
     if (acked) metrics.deadLettered.inc({ queue, kind: reason.kind, reason: reason.reason });
     logger.warn(
@@ -295,6 +297,70 @@ export class Pipeline {
       },
       `dead-lettered: ${reason.message}`,
     );
+  }
+
+  /**
+   * Tells the publisher what became of its message when it asked (reply_to, usually with a
+   * correlation_id): the job id, "duplicate", or the dead-letter reason. Sent and confirmed
+   * before the original is acked, so an acked message always had its answer published.
+   */
+  async #reply(
+    delivery: Delivery,
+    body: Readonly<Record<string, unknown>>,
+    jobId?: string,
+  ): Promise<boolean> {
+    const { replyTo, correlationId } = delivery.message.properties;
+    if (typeof replyTo !== 'string' || replyTo === '') return true;
+    // The job id goes in as the digits PostgREST sent: ids are BIGINT.
+    const json = JSON.stringify(body);
+    const content = Buffer.from(jobId === undefined ? json : `${json.slice(0, -1)},"job_id":${jobId}}`);
+    const options: Options.Publish = {
+      contentType: 'application/json',
+      headers: { 'x-pgq-bridge-outcome': String(body.status) },
+      ...(correlationId === undefined ? {} : { correlationId }),
+    };
+    const sent = await this.#publishHolding(delivery, replyTo, content, options, 'reply_publish');
+    if (sent) this.#deps.metrics.replies.inc({ queue: delivery.source.queue, status: String(body.status) });
+    return sent;
+  }
+
+  /**
+   * Publishes through the default exchange and waits for the broker's confirm, retrying while the
+   * delivery is held. False when it had to let go (shutdown, channel lost, held too long): the
+   * delivery is then not acked, and the broker redelivers it.
+   */
+  async #publishHolding(
+    delivery: Delivery,
+    routingKey: string,
+    content: Buffer,
+    options: Options.Publish,
+    retryKind: 'dead_letter_publish' | 'reply_publish',
+  ): Promise<boolean> {
+    const { publisher, metrics, logger, retry } = this.#deps;
+    let hold: Hold | undefined;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await publisher.publish('', routingKey, content, options);
+          return true;
+        } catch (error) {
+          metrics.retries.inc({ queue: delivery.source.queue, kind: retryKind });
+          logger.warn(
+            { ...deliveryFields(delivery), err: toError(error), routingKey },
+            `${retryKind === 'reply_publish' ? 'publishing the reply' : 'publishing the dead letter'} failed; holding the message and retrying`,
+          );
+          if (this.draining) return false;
+          hold ??= this.#hold(delivery);
+          if (!(await sleep(retryDelay(attempt, retry, 0), hold.signal))) {
+            this.#handBack(delivery, hold.signal);
+            return false;
+          }
+        }
+        if (!delivery.live) return false;
+      }
+    } finally {
+      hold?.dispose();
+    }
   }
 
   /** Aborts on shutdown, when the delivery's channel is lost, or when it has been held too long. */
