@@ -2,8 +2,9 @@
  * A private RabbitMQ node for tests that disrupt the broker (forced closes, restarts, consumer
  * timeouts), so the shared broker on 5672 that other test files use stays up.
  *
- * Each node gets its own name, AMQP and distribution ports, and a temp directory (config, mnesia,
- * logs, pid file) owned by the `rabbitmq` user, whose Erlang cookie the node and the CLI share.
+ * Each node gets its own name, AMQP and distribution ports (with `tls`, an AMQPS port too), and a
+ * temp directory (config, mnesia, logs, pid file, TLS files) owned by the `rabbitmq` user, whose
+ * Erlang cookie the node and the CLI share.
  * No plugins are enabled, which keeps the boot as short as RabbitMQ allows.
  *
  * Always call `stop()` in an `after` hook. If the test process dies first, a small watchdog
@@ -15,7 +16,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
-import { chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,6 +43,23 @@ export interface PrivateNodeOptions {
   readonly channelTickMs?: number;
   /** Upper bound for the whole boot; default 90 s (a boot takes ~6 s on an idle 2-core machine). */
   readonly startTimeoutMs?: number;
+  /** Adds an AMQPS listener on 127.0.0.1 beside the plain one. */
+  readonly tls?: PrivateNodeTlsOptions;
+}
+
+export interface PrivateNodeTlsOptions {
+  /** PEM CA that client certificates are verified against. */
+  readonly caFile: string;
+  /** PEM server certificate; it must name `localhost` for `tlsUrl` to verify. */
+  readonly certFile: string;
+  /** PEM key of the server certificate, unencrypted. */
+  readonly keyFile: string;
+  /** `ssl_options.verify = verify_peer`: ask clients for a certificate and check it. Default true. */
+  readonly verifyPeer?: boolean;
+  /** `ssl_options.fail_if_no_peer_cert = true`: refuse clients without one. Default false. */
+  readonly failIfNoPeerCert?: boolean;
+  /** AMQPS port; a free one is picked when omitted. */
+  readonly port?: number;
 }
 
 export interface PrivateNode {
@@ -51,6 +69,9 @@ export interface PrivateNode {
   readonly nodeName: string;
   readonly amqpPort: number;
   readonly distPort: number;
+  /** amqps://guest:guest@localhost:<tlsPort> when started with `tls`. */
+  readonly tlsUrl: string | undefined;
+  readonly tlsPort: number | undefined;
   /** Temp directory with config, mnesia, logs and pid file; removed by stop(). */
   readonly dir: string;
   /** Wall time from launching the server to a successful AMQP connection. */
@@ -277,10 +298,53 @@ export class PrivateNodeStartError extends Error {
   }
 }
 
-function rabbitmqConf(amqpPort: number, options: PrivateNodeOptions): string {
+interface NodeTlsFiles {
+  readonly port: number;
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly verifyPeer: boolean;
+  readonly failIfNoPeerCert: boolean;
+}
+
+function rabbitmqConf(amqpPort: number, options: PrivateNodeOptions, tls: NodeTlsFiles | undefined): string {
   const lines = [`listeners.tcp.default = 127.0.0.1:${amqpPort}`];
   if (options.consumerTimeoutMs !== undefined) lines.push(`consumer_timeout = ${options.consumerTimeoutMs}`);
+  if (tls !== undefined) {
+    lines.push(
+      `listeners.ssl.default = 127.0.0.1:${tls.port}`,
+      `ssl_options.cacertfile = ${tls.caFile}`,
+      `ssl_options.certfile = ${tls.certFile}`,
+      `ssl_options.keyfile = ${tls.keyFile}`,
+      `ssl_options.verify = ${tls.verifyPeer ? 'verify_peer' : 'verify_none'}`,
+      `ssl_options.fail_if_no_peer_cert = ${tls.failIfNoPeerCert}`,
+    );
+  }
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The node runs as `rabbitmq` and its config schema refuses files that user cannot read, so the
+ * certificate and key are copied into the node's own directory, which is handed to that user.
+ */
+async function copyTlsFiles(dir: string, port: number, tls: PrivateNodeTlsOptions): Promise<NodeTlsFiles> {
+  const tlsDir = join(dir, 'tls');
+  await mkdir(tlsDir, { mode: 0o700 });
+  const files = {
+    caFile: join(tlsDir, 'ca.pem'),
+    certFile: join(tlsDir, 'server.pem'),
+    keyFile: join(tlsDir, 'server.key'),
+  };
+  await copyFile(tls.caFile, files.caFile);
+  await copyFile(tls.certFile, files.certFile);
+  await copyFile(tls.keyFile, files.keyFile);
+  await chmod(files.keyFile, 0o600);
+  return {
+    port,
+    ...files,
+    verifyPeer: tls.verifyPeer ?? true,
+    failIfNoPeerCert: tls.failIfNoPeerCert ?? false,
+  };
 }
 
 function advancedConfig(options: PrivateNodeOptions): string {
@@ -332,7 +396,8 @@ function startWatchdog(dir: string, pidFile: string): number | undefined {
  * new ports if it picked them itself, in case another process grabbed one between probe and bind.
  */
 export async function startPrivateNode(options: PrivateNodeOptions = {}): Promise<PrivateNode> {
-  const pickedPorts = options.amqpPort === undefined && options.distPort === undefined;
+  const pickedPorts =
+    options.amqpPort === undefined && options.distPort === undefined && options.tls?.port === undefined;
   try {
     return await launch(options);
   } catch (error) {
@@ -347,6 +412,7 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
   const cli = await rabbitCli();
   const amqpPort = options.amqpPort ?? (await freePort());
   const distPort = options.distPort ?? (await freePort());
+  const tlsPort = options.tls === undefined ? undefined : (options.tls.port ?? (await freePort()));
   const nodeName = `pgqb-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}@localhost`;
   const dir = await mkdtemp(join(tmpdir(), 'pgqb-rabbit-'));
   const pidFile = join(dir, 'rabbit.pid');
@@ -356,16 +422,22 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
   liveNodes.add(live);
 
   const url = `amqp://guest:guest@127.0.0.1:${amqpPort}`;
+  // `localhost`, not 127.0.0.1: the name a certificate is usually issued for and checked against.
+  const tlsUrl = tlsPort === undefined ? undefined : `amqps://guest:guest@localhost:${tlsPort}`;
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
-    stopping ??= stopNode(live, nodeName, amqpPort, distPort);
+    stopping ??= stopNode(live, nodeName, amqpPort, distPort, tlsPort);
     return stopping;
   };
 
   try {
     await mkdir(join(dir, 'mnesia'));
     await mkdir(join(dir, 'log'));
-    await writeFile(join(dir, 'rabbitmq.conf'), rabbitmqConf(amqpPort, options));
+    const tlsFiles =
+      options.tls === undefined || tlsPort === undefined
+        ? undefined
+        : await copyTlsFiles(dir, tlsPort, options.tls);
+    await writeFile(join(dir, 'rabbitmq.conf'), rabbitmqConf(amqpPort, options, tlsFiles));
     await writeFile(join(dir, 'advanced.config'), advancedConfig(options));
     await writeFile(join(dir, 'enabled_plugins'), '[].\n');
     if (cli.user) await chownTree(dir, cli.user.uid, cli.user.gid);
@@ -457,6 +529,14 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
       intervalMs: 100,
       message: `AMQP connection to ${url}`,
     });
+    if (tlsPort !== undefined) {
+      // Both listeners start in the same boot step; this only guards against a slow second bind.
+      await waitFor(() => isPortOpen(tlsPort), {
+        timeoutMs: Math.max(deadline - Date.now(), 5_000),
+        intervalMs: 100,
+        message: `AMQPS listener on port ${tlsPort}`,
+      });
+    }
   } catch (error) {
     const log = await readLog(dir, nodeName);
     const reason = (error as Error).message;
@@ -477,6 +557,8 @@ async function launch(options: PrivateNodeOptions): Promise<PrivateNode> {
     nodeName,
     amqpPort,
     distPort,
+    tlsUrl,
+    tlsPort,
     dir,
     startupMs,
     pid,
@@ -517,7 +599,13 @@ async function canConnect(url: string): Promise<boolean> {
   }
 }
 
-async function stopNode(live: LiveNode, nodeName: string, amqpPort: number, distPort: number): Promise<void> {
+async function stopNode(
+  live: LiveNode,
+  nodeName: string,
+  amqpPort: number,
+  distPort: number,
+  tlsPort: number | undefined,
+): Promise<void> {
   const pid = live.pid ?? readPid(live.pidFile);
   let asked = false;
   try {
@@ -553,4 +641,5 @@ async function stopNode(live: LiveNode, nodeName: string, amqpPort: number, dist
   liveNodes.delete(live);
   portsInUseHere.delete(amqpPort);
   portsInUseHere.delete(distPort);
+  if (tlsPort !== undefined) portsInUseHere.delete(tlsPort);
 }
