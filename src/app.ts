@@ -4,6 +4,7 @@ import type { ConnectFn, ConnectionSettings } from './amqp/connection.ts';
 import { AmqpConsumer } from './amqp/consumer.ts';
 import { ConfirmPublisher } from './amqp/publisher.ts';
 import { createTokenSource, type TokenSource, withTokenRefresh } from './auth.ts';
+import { Batcher } from './batcher.ts';
 import { Circuit } from './circuit.ts';
 import type { Config } from './config.ts';
 import { ConfigError, toError } from './errors.ts';
@@ -79,6 +80,8 @@ export class App {
     this.#logger = logger;
     this.metrics = new Metrics({ processMetrics: overrides.processMetrics ?? true });
     const totalConcurrency = config.sources.reduce((sum, s) => sum + s.concurrency, 0);
+    // A batch is split in halves when PostgreSQL refuses one element; the halves run at once.
+    const sockets = config.batch.enabled ? totalConcurrency * 2 : totalConcurrency;
     this.#rpc =
       overrides.rpc ??
       new RpcClient({
@@ -87,8 +90,9 @@ export class App {
         schema: config.postgrest.schema,
         timeoutMs: config.postgrest.timeoutMs,
         bearerToken: () => this.#tokens?.token(),
-        maxSockets: totalConcurrency,
+        maxSockets: sockets,
         ca: readPem(config.postgrest.caFile, 'postgrest.caFile'),
+        batchFunction: config.batch.enabled ? config.batch.function : undefined,
       });
     const settings: ConnectionSettings = {
       ...config.amqp,
@@ -142,8 +146,18 @@ export class App {
       refresh: async () => this.#tokens?.refresh(),
       close: () => undefined,
     };
+    const single = withTokenRefresh(this.#rpc, tokens);
+    const rpcFor = new Map(
+      config.sources.map((source) => {
+        const client = this.#rpc;
+        if (!config.batch.enabled || !(client instanceof RpcClient)) return [source.queue, single];
+        const batcher = new Batcher(client, { ...config.batch, concurrency: source.concurrency });
+        return [source.queue, withTokenRefresh(batcher, tokens)];
+      }),
+    );
     this.#pipeline = new Pipeline({
-      rpc: withTokenRefresh(this.#rpc, tokens),
+      rpc: (source) => rpcFor.get(source.queue) ?? single,
+      parallelism: (source) => (config.batch.enabled ? source.prefetch : source.concurrency),
       publisher: this.#publisher,
       circuit: this.#circuit,
       metrics: this.metrics,

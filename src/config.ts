@@ -47,7 +47,9 @@ const sourceSchema = z
       .min(1)
       .max(65535)
       .optional()
-      .describe('AMQP prefetch for this source; at least its concurrency. Default: its concurrency.'),
+      .describe(
+        'AMQP prefetch for this source; at least its concurrency. Default: its concurrency (batch mode: concurrency × batch.maxSize).',
+      ),
     deadLetterQueue: z
       .string()
       .min(1)
@@ -240,6 +242,26 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Retry policy.'),
+    batch: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe(
+            'Group deliveries into calls of the bulk function (sql/install-batch.sql). Default: one job per call.',
+          ),
+        function: identifier.default('fn_pgqueuer_enqueue_batch').describe('Name of the bulk function.'),
+        maxSize: z.number().int().min(1).max(10_000).default(100).describe('Most jobs in one bulk call.'),
+        lingerMs: z
+          .number()
+          .int()
+          .min(0)
+          .max(10_000)
+          .default(5)
+          .describe('How long a partial batch waits for more deliveries before it is sent.'),
+      })
+      .prefault({})
+      .describe('Batch mode. Each source then has `concurrency` bulk calls in flight.'),
     policy: z
       .strictObject({
         entrypoints: z
@@ -382,7 +404,9 @@ function resolve(parsed: ParsedConfig): Config {
   const problems: string[] = [];
   const sources = parsed.sources.map((source, index): SourceConfig => {
     const concurrency = source.concurrency ?? parsed.concurrency;
-    const prefetch = source.prefetch ?? concurrency;
+    // In batch mode every bulk call in flight needs a full batch of deliveries to draw from.
+    const prefetch =
+      source.prefetch ?? (parsed.batch.enabled ? concurrency * parsed.batch.maxSize : concurrency);
     if (prefetch < concurrency)
       problems.push(`sources.${index}.prefetch: must be at least the concurrency (${concurrency})`);
     const deadLetterQueue = source.deadLetterQueue ?? `${source.queue}.dead`;
@@ -399,6 +423,17 @@ function resolve(parsed: ParsedConfig): Config {
       );
     }
   });
+  // TLS settings on a plain URL would be silently ignored: the connection would be unencrypted.
+  const tls = parsed.amqp.tls;
+  if (tls !== undefined && !parsed.amqp.url.startsWith('amqps://')) {
+    problems.push('amqp.tls: only used with an amqps:// URL');
+  }
+  if (tls !== undefined && (tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+    problems.push('amqp.tls.certFile: certFile and keyFile go together');
+  }
+  if (parsed.postgrest.caFile !== undefined && !parsed.postgrest.url.startsWith('https://')) {
+    problems.push('postgrest.caFile: only used with an https:// URL');
+  }
   if (parsed.retry.maxDelayMs < parsed.retry.initialDelayMs) {
     problems.push('retry.maxDelayMs: must be at least retry.initialDelayMs');
   }

@@ -121,6 +121,8 @@ export function classify(result: RpcResult, context: ClassifyContext): Outcome {
   switch (result.kind) {
     case 'enqueued':
       return { kind: 'enqueued', jobId: result.jobId };
+    case 'duplicate':
+      return { kind: 'duplicate' };
     case 'bad_response':
       return ENDPOINT_FAULT;
     case 'network_error':

@@ -37,7 +37,10 @@ export interface Publisher {
 }
 
 export interface PipelineDeps {
-  readonly rpc: Enqueuer;
+  /** The enqueuer for a source (one per source in batch mode, which batches per source). */
+  readonly rpc: (source: SourceConfig) => Enqueuer;
+  /** Deliveries worked on at once per source: its concurrency, or its prefetch in batch mode. */
+  readonly parallelism: (source: SourceConfig) => number;
   readonly publisher: Publisher;
   readonly circuit: Circuit;
   readonly metrics: Metrics;
@@ -114,7 +117,7 @@ export class Pipeline {
   #limitFor(source: SourceConfig): LimitFunction {
     let limit = this.#limits.get(source.queue);
     if (limit === undefined) {
-      limit = pLimit(source.concurrency);
+      limit = pLimit(this.#deps.parallelism(source));
       this.#limits.set(source.queue, limit);
     }
     return limit;
@@ -157,7 +160,8 @@ export class Pipeline {
   }
 
   async #enqueueHolding(delivery: Delivery, args: EnqueueArgs, holdSignal: () => AbortSignal): Promise<void> {
-    const { rpc, circuit, metrics, retry } = this.#deps;
+    const { circuit, metrics, retry } = this.#deps;
+    const rpc = this.#deps.rpc(delivery.source);
     const queue = delivery.source.queue;
     const heldSince = Date.now();
     let failures = 0;
@@ -210,6 +214,9 @@ export class Pipeline {
         });
         return;
       }
+      // While the circuit is open its probe schedule is the backoff: waiting in permit() lets it
+      // see that deliveries are held, so it probes with one of them instead of re-enabling intake.
+      if (circuit.isOpen) continue;
       const delay = retryDelay(failures - 1, retry, outcome.kind === 'transient' ? outcome.retryAfterMs : 0);
       if (!(await sleep(delay, holdSignal()))) return this.#handBack(delivery, holdSignal());
     }
@@ -438,6 +445,7 @@ function resultFields(result: RpcResult): Record<string, unknown> {
     case 'bad_response':
       return { httpStatus: result.status, error: result.message };
     case 'enqueued':
+    case 'duplicate':
       return {};
   }
 }
@@ -451,7 +459,8 @@ function describe(result: RpcResult): string {
     case 'bad_response':
       return `HTTP ${result.status}: ${result.message}`;
     case 'enqueued':
-      return 'enqueued';
+    case 'duplicate':
+      return result.kind;
   }
 }
 

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import type { BatchItemResult } from './batcher.ts';
 import { errorCode, toError } from './errors.ts';
 import type { EnqueueArgs } from './message.ts';
 
@@ -11,6 +12,8 @@ import type { EnqueueArgs } from './message.ts';
 
 export type RpcResult =
   | { readonly kind: 'enqueued'; readonly jobId: string }
+  /** The bulk function skipped the job: its dedupe key is already queued or picked. */
+  | { readonly kind: 'duplicate' }
   | {
       readonly kind: 'http_error';
       readonly status: number;
@@ -43,10 +46,12 @@ export interface RpcClientOptions {
   /** Upper bound of keep-alive connections; the sum of the sources' concurrency. */
   readonly maxSockets: number;
   readonly ca?: Buffer | undefined;
+  /** The bulk function, for batch mode. */
+  readonly batchFunction?: string | undefined;
 }
 
-/** Error bodies are small; a larger one is a proxy page and only its start is worth keeping. */
-const MAX_RESPONSE_BYTES = 64 * 1024;
+/** Past this a body is not an answer we can use (a bulk result for 100k jobs is ~3 MiB). */
+const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 const JOB_ID = /^\s*(-?\d+)\s*$/;
 
 /**
@@ -69,11 +74,14 @@ export class RpcClient {
   readonly #agent: http.Agent;
   readonly #transport: typeof http | typeof https;
   readonly #target: URL;
+  readonly #batchTarget: URL | undefined;
 
   constructor(options: RpcClientOptions) {
     this.#options = options;
     const base = new URL(options.url);
-    this.#target = new URL(`${base.pathname.replace(/\/+$/, '')}/rpc/${options.function}`, base);
+    const rpc = (fn: string): URL => new URL(`${base.pathname.replace(/\/+$/, '')}/rpc/${fn}`, base);
+    this.#target = rpc(options.function);
+    this.#batchTarget = options.batchFunction === undefined ? undefined : rpc(options.batchFunction);
     const secure = base.protocol === 'https:';
     this.#transport = secure ? https : http;
     const agentOptions = {
@@ -95,10 +103,24 @@ export class RpcClient {
   }
 
   enqueue(args: EnqueueArgs): Promise<RpcResult> {
-    return this.post(encodeEnqueueBody(args));
+    return this.#post(this.#target, encodeEnqueueBody(args), interpretResponse);
   }
 
-  post(body: string): Promise<RpcResult> {
+  /** One call of the bulk function: `{"jobs":[<the single call's body>, ...]}`. */
+  postBatch(jobs: readonly EnqueueArgs[]): Promise<RpcResult | readonly BatchItemResult[]> {
+    if (this.#batchTarget === undefined) throw new Error('no batch function configured');
+    return this.#post(
+      this.#batchTarget,
+      `{"jobs":[${jobs.map(encodeEnqueueBody).join(',')}]}`,
+      interpretBatchResponse,
+    );
+  }
+
+  #post<T>(
+    target: URL,
+    body: string,
+    interpret: (status: number, text: string, retryAfter: string | undefined) => T | RpcResult,
+  ): Promise<T | RpcResult> {
     const headers: http.OutgoingHttpHeaders = {
       'content-type': 'application/json',
       accept: 'application/json',
@@ -108,32 +130,28 @@ export class RpcClient {
     const token = this.#options.bearerToken?.();
     if (token !== undefined) headers.authorization = `Bearer ${token}`;
 
-    return new Promise<RpcResult>((resolve) => {
+    return new Promise<T | RpcResult>((resolve) => {
       let requestSent = false;
       let settled = false;
-      const finish = (result: RpcResult): void => {
+      const finish = (result: T | RpcResult): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         resolve(result);
       };
-      const req = this.#transport.request(
-        this.#target,
-        { method: 'POST', agent: this.#agent, headers },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (chunk: Buffer) => {
-            if (size < MAX_RESPONSE_BYTES) chunks.push(chunk);
-            size += chunk.length;
-          });
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            finish(interpretResponse(res.statusCode ?? 0, text, res.headers['retry-after']));
-          });
-          res.on('error', (error) => finish(networkError(error, true)));
-        },
-      );
+      const req = this.#transport.request(target, { method: 'POST', agent: this.#agent, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          if (size < MAX_RESPONSE_BYTES) chunks.push(chunk);
+          size += chunk.length;
+        });
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          finish(interpret(res.statusCode ?? 0, text, res.headers['retry-after']));
+        });
+        res.on('error', (error) => finish(networkError(error, true)));
+      });
       const timer = setTimeout(() => {
         const error = Object.assign(new Error(`no response within ${this.#options.timeoutMs} ms`), {
           code: 'TIMEOUT',
@@ -200,6 +218,40 @@ function parseErrorBody(body: string): PostgrestError | undefined {
   if (typeof code !== 'string') return undefined;
   const text = (value: unknown): string | null => (typeof value === 'string' ? value : null);
   return { code, message: text(message) ?? '', details: text(details), hint: text(hint) };
+}
+
+/**
+ * The bulk function's answer: a JSON array with, per job in input order, `{"id": <bigint>}` or
+ * `{"duplicate": true}`. Read with a scanner rather than JSON.parse so ids keep every digit.
+ */
+export function interpretBatchResponse(
+  status: number,
+  body: string,
+  retryAfter: string | undefined,
+): RpcResult | readonly BatchItemResult[] {
+  if (status < 200 || status >= 300) return interpretResponse(status, body, retryAfter);
+  const items: BatchItemResult[] = [];
+  const trimmed = body.trim();
+  if (!trimmed.startsWith('[') || !trimmed.endsWith(']')) {
+    return {
+      kind: 'bad_response',
+      status,
+      message: `expected an array of results, got ${JSON.stringify(body.slice(0, 200))}`,
+    };
+  }
+  for (const element of trimmed.matchAll(/\{[^{}]*\}/g)) {
+    const text = element[0];
+    const id = /"id"\s*:\s*(-?\d+)/.exec(text)?.[1];
+    if (id !== undefined) items.push({ id });
+    else if (/"duplicate"\s*:\s*true/.test(text)) items.push('duplicate');
+    else
+      return {
+        kind: 'bad_response',
+        status,
+        message: `unexpected batch result ${JSON.stringify(text.slice(0, 200))}`,
+      };
+  }
+  return items;
 }
 
 /** Retry-After is seconds or an HTTP date; anything else counts as absent. */

@@ -96,6 +96,7 @@ describe('parseConfig: valid input', () => {
         },
       ],
       retry: { initialDelayMs: 200, maxDelayMs: 30_000, maxHoldMs: 900_000, poisonAttempts: 8 },
+      batch: { enabled: false, function: 'fn_pgqueuer_enqueue_batch', maxSize: 100, lingerMs: 5 },
       policy: { maxPayloadBytes: 16 * 1024 * 1024, maxHeadersBytes: 64 * 1024 },
       shutdown: { graceMs: 20_000 },
       http: { enabled: true, host: '0.0.0.0', port: 9464 },
@@ -436,4 +437,33 @@ describe('configPathFrom', () => {
       assert.equal(configPathFrom(argv, env), expected);
     });
   }
+});
+
+describe('parseConfig: TLS settings that would be ignored', () => {
+  const base = { postgrest: { url: 'http://p' }, sources: [{ queue: 'q' }] };
+  const problems = (raw: Record<string, unknown>): string[] => {
+    try {
+      parseConfig(raw);
+      return [];
+    } catch (error) {
+      return error instanceof ConfigError ? [...error.problems] : ['not a ConfigError'];
+    }
+  };
+
+  it('refuses amqp.tls with an amqp:// URL, a certificate without its key, and a CA for plain http', () => {
+    assert.deepEqual(problems({ ...base, amqp: { url: 'amqp://h', tls: { caFile: '/ca.pem' } } }), [
+      'amqp.tls: only used with an amqps:// URL',
+    ]);
+    assert.deepEqual(problems({ ...base, amqp: { url: 'amqps://h', tls: { certFile: '/c.pem' } } }), [
+      'amqp.tls.certFile: certFile and keyFile go together',
+    ]);
+    assert.deepEqual(
+      problems({ ...base, amqp: { url: 'amqp://h' }, postgrest: { url: 'http://p', caFile: '/ca.pem' } }),
+      ['postgrest.caFile: only used with an https:// URL'],
+    );
+    assert.deepEqual(
+      problems({ ...base, amqp: { url: 'amqps://h', tls: { certFile: '/c', keyFile: '/k' } } }),
+      [],
+    );
+  });
 });
