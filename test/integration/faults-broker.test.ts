@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { App } from '../../src/app.ts';
 import { type LogSink, metricValue, startApp } from '../support/app.ts';
-import { type Environment, startEnvironment } from '../support/environment.ts';
+import { type Environment, MODES, startEnvironment } from '../support/environment.ts';
 import {
   assertAccounted,
   finishAndAccount,
@@ -41,47 +41,53 @@ describe('broker faults mid-stream (private RabbitMQ node)', () => {
     env = undefined;
   });
 
-  async function environment(prefix: string, server: { delayMs?: number } = {}): Promise<Environment> {
-    env = await startEnvironment(prefix, { amqpUrl: node.url, node: node.nodeName, server });
+  async function environment(
+    prefix: string,
+    server: { delayMs?: number } = {},
+    batch = false,
+  ): Promise<Environment> {
+    env = await startEnvironment(prefix, { amqpUrl: node.url, node: node.nodeName, server, batch });
     return env;
   }
 
-  it('(c) all broker connections closed mid-stream, twice: reconnects, nothing lost', async (t) => {
-    // 20 ms per call keeps the stream going for several seconds, so both closes land mid-stream.
-    const current = await environment('fault_c', { delayMs: 20 });
-    const started = Date.now();
-    const messages = await publishScenario(current, COUNT, 'c');
-    ({ app } = await startApp(current.bridgeConfig()));
-    const running = app;
-    for (let close = 1; close <= 2; close++) {
-      await waitForProgress(current, (COUNT * close) / 4);
-      await node.closeAllConnections(`test: forced close ${close}`);
-      await waitFor(
-        async () =>
-          (await metricValue(running, 'pgq_bridge_reconnects_total', { connection: 'consumer' })) >= close,
-        { timeoutMs: 15_000, message: `reconnect ${close}` },
-      );
-    }
-    const report = await finishAndAccount(current, messages, started);
-    assertAccounted(t, '(c) close_all_connections x2', report);
-  });
+  for (const mode of MODES)
+    it(`(c) all broker connections closed mid-stream, twice: reconnects, nothing lost (${mode} mode)`, async (t) => {
+      // 20 ms per call keeps the stream going for several seconds, so both closes land mid-stream.
+      const current = await environment('fault_c', { delayMs: 20 }, mode === 'batch');
+      const started = Date.now();
+      const messages = await publishScenario(current, COUNT, `c-${mode}`);
+      ({ app } = await startApp(current.bridgeConfig()));
+      const running = app;
+      for (let close = 1; close <= 2; close++) {
+        await waitForProgress(current, (COUNT * close) / 4);
+        await node.closeAllConnections(`test: forced close ${close}`);
+        await waitFor(
+          async () =>
+            (await metricValue(running, 'pgq_bridge_reconnects_total', { connection: 'consumer' })) >= close,
+          { timeoutMs: 15_000, message: `reconnect ${close}` },
+        );
+      }
+      const report = await finishAndAccount(current, messages, started);
+      assertAccounted(t, `(c) close_all_connections x2, ${mode}`, report);
+    });
 
-  it('(d) RabbitMQ stopped and started (stop_app/start_app) mid-stream: reconnects, nothing lost', async (t) => {
-    const current = await environment('fault_d', { delayMs: 10 });
-    const started = Date.now();
-    const messages = await publishScenario(current, COUNT, 'd');
-    ({ app } = await startApp(current.bridgeConfig()));
-    await waitForProgress(current, COUNT / 3);
-    await node.stopApp();
-    const running = app;
-    await waitFor(() => !running.ready, { message: 'not ready while the broker is down' });
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    await node.startApp();
-    await waitFor(() => running.ready, { timeoutMs: 30_000, message: 'ready after the broker is back' });
+  for (const mode of MODES)
+    it(`(d) RabbitMQ stopped and started (stop_app/start_app) mid-stream: reconnects, nothing lost (${mode} mode)`, async (t) => {
+      const current = await environment('fault_d', { delayMs: 10 }, mode === 'batch');
+      const started = Date.now();
+      const messages = await publishScenario(current, COUNT, `d-${mode}`);
+      ({ app } = await startApp(current.bridgeConfig()));
+      await waitForProgress(current, COUNT / 3);
+      await node.stopApp();
+      const running = app;
+      await waitFor(() => !running.ready, { message: 'not ready while the broker is down' });
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await node.startApp();
+      await waitFor(() => running.ready, { timeoutMs: 30_000, message: 'ready after the broker is back' });
 
-    const report = await finishAndAccount(current, messages, started);
-    assertAccounted(t, '(d) stop_app/start_app', report);
-  });
+      const report = await finishAndAccount(current, messages, started);
+      assertAccounted(t, `(d) stop_app/start_app, ${mode}`, report);
+    });
 
   it('a consumer cancelled by the broker (queue deleted) is reported, and consuming resumes on the re-declared queue', async () => {
     const current = await environment('cancel');

@@ -1,4 +1,4 @@
-import { createScratchDatabase, type ScratchDatabase } from './pg.ts';
+import { BATCH_INSTALL_SQL, createScratchDatabase, runPsql, type ScratchDatabase } from './pg.ts';
 import {
   type PostgrestServer,
   type PostgrestServerOptions,
@@ -40,13 +40,20 @@ export interface EnvironmentOptions {
   readonly amqpUrl?: string;
   readonly node?: string;
   readonly server?: Partial<PostgrestServerOptions>;
+  /** Install the bulk function and run bridges in batch mode. */
+  readonly batch?: boolean;
 }
+
+/** The two ways the bridge can call PostgREST; correctness tests run in both. */
+export const MODES = ['single', 'batch'] as const;
+export type Mode = (typeof MODES)[number];
 
 export async function startEnvironment(
   prefix: string,
   options: EnvironmentOptions = {},
 ): Promise<Environment> {
   const db = await createScratchDatabase(`pgqb_${prefix}`);
+  if (options.batch === true) await runPsql(db.name, BATCH_INSTALL_SQL);
   let server: PostgrestServer | undefined;
   let broker: TestBroker | undefined;
   try {
@@ -77,6 +84,8 @@ export async function startEnvironment(
         shutdown: { graceMs: 5000 },
         http: { port: 0 },
         log: { level: 'info' },
+        // Small batches, so even a few hundred messages make several bulk calls.
+        ...(options.batch === true ? { batch: { enabled: true, maxSize: 20, lingerMs: 5 } } : {}),
         ...overrides.top,
       }),
       jobCountsByMid: async () => {

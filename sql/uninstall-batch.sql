@@ -1,0 +1,13 @@
+-- Removes the bulk function that sql/install-batch.sql created.
+--
+--   psql -X -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f sql/uninstall-batch.sql
+--
+-- Pass the same api_schema and function_name as to the install (defaults: public,
+-- fn_pgqueuer_enqueue_batch). Table grants are left in place, as by sql/uninstall.sql.
+
+\set ON_ERROR_STOP on
+
+\if :{?api_schema} \else \set api_schema public \endif
+\if :{?function_name} \else \set function_name fn_pgqueuer_enqueue_batch \endif
+
+DROP FUNCTION IF EXISTS :"api_schema".:"function_name"(jsonb);
