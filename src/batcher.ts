@@ -71,7 +71,9 @@ export class Batcher implements Enqueuer {
       answer = { kind: 'network_error', errno: 'UNKNOWN', message: String(error), requestSent: true };
     }
     if (Array.isArray(answer)) {
-      batch.forEach((pending, i) => pending.resolve(itemResult(answer[i], answer.length, batch.length)));
+      for (const [i, pending] of batch.entries()) {
+        pending.resolve(itemResult(answer[i], answer.length, batch.length));
+      }
       return;
     }
     const failure = answer as RpcResult;
