@@ -33,22 +33,36 @@
 -- conflict skip" enqueue does, instead of failing the call. Ids are bigint and printed with
 -- all their digits. An empty array gives [] and touches nothing.
 --
--- Each element is converted by PostgreSQL's input functions exactly as PostgREST converts the
--- single function's arguments (so "\\x00ff" is two bytes, 10 is ten seconds, "7" is priority
--- 7). One bad element refuses the whole call and nothing is enqueued; the message starts with
--- the element's index (counting from 0) and field, so a caller can drop or isolate it:
---   data the input functions refuse   their SQLSTATE, HTTP 400: 22P02, 22003 (priority),
---                                     22007, 22008, 22015 (execute_after), 22023, 22P02
---                                     (payload), e.g. 'jobs[7].execute_after: invalid input
---                                     syntax for type interval: "ten seconds"'
---   anything else wrong with an       P0001, HTTP 400: 'jobs[7]: expected a JSON object, got
---   element                           string', 'jobs[7]: unknown key "foo" ...',
---                                     'jobs[7].entrypoint: missing', 'jobs[7].priority: must
---                                     not be null ...', 'jobs[7].headers: expected a JSON
---                                     object or null, got array'
---   jobs is not an array              22023, HTTP 400: 'jobs must be a JSON array of job
---                                     objects, got object'
--- DETAIL repeats the index and says that nothing was enqueued.
+-- Values are converted by PostgreSQL's input functions, as PostgREST converts the single
+-- function's arguments: "\\x00ff" is two bytes, "10 seconds", "PT10S" and 10 are ten
+-- seconds, "7" and 7 are priority 7. An omitted priority or execute_after takes the default
+-- (0, no delay); an omitted or null payload, dedupe_key or headers is NULL. entrypoint,
+-- payload and dedupe_key must be JSON strings (or null where allowed): for a number or an
+-- object, jsonb would pass on its own rendering (1e2 as 100, objects re-spaced) rather than
+-- the text that was sent.
+--
+-- One bad element refuses the whole call and nothing is enqueued. The message starts with the
+-- element's index (counting from 0) and field, so a caller can isolate or drop that element,
+-- and DETAIL repeats the index. Every element's shape is checked before any value, so a bad
+-- shape anywhere is reported before a bad value:
+--
+--   bad shape (P0001, HTTP 400):
+--     jobs[7]: expected an object, got string
+--     jobs[7]: unknown key "foo" (a job takes entrypoint, payload, ...)
+--     jobs[7].entrypoint: missing
+--     jobs[7].entrypoint: expected a string, got number
+--     jobs[7].payload: expected a string or null, got object         (dedupe_key likewise)
+--     jobs[7].priority: must not be null (leave it out for ...)      (execute_after likewise)
+--     jobs[7].headers: expected an object or null, got array
+--   bad value (the input function's SQLSTATE, the one the single function gives; HTTP 400):
+--     jobs[7].execute_after: invalid input syntax for type interval: "ten seconds"     22007
+--       (22015 for an interval out of range, 22008 when now() + it is past the last timestamp)
+--     jobs[7].priority: value "3000000000" is out of range for type integer            22003
+--       (22P02 for 5.5, true or "high")
+--     jobs[7].payload: invalid hexadecimal digit: "Z"                                  22023
+--       (22023 too for an odd number of hex digits, 22P02 for a stray backslash)
+--   jobs not an array (22023, HTTP 400):
+--     jobs must be a JSON array of job objects, got object
 --
 -- Like sql/install.sql the function runs with the caller's rights, and the api role gets the
 -- same grants: EXECUTE on the function (revoked from PUBLIC), INSERT, SELECT and UPDATE on
@@ -116,7 +130,7 @@ DECLARE
     _count         integer;
     _index         bigint;
     _field         text;
-    _problem       text;
+    _problem       text[];
     _located       boolean := false;
     _state         text;
     _message       text;
@@ -140,30 +154,35 @@ BEGIN
         RETURN '[]';
     END IF;
 
-    -- The shape of every element, checked before anything is converted or written. CASE
-    -- tests in order, so `-` never sees a scalar.
-    SELECT e.ord - 1, e.field, e.problem
-    INTO _index, _field, _problem
+    -- The shape of every element, checked before any value is converted or written. The
+    -- text fields must be JSON strings: of any other value jsonb would hand on its own
+    -- rendering (1e2 as 100, objects re-spaced), not what was sent. CASE tests in order, so
+    -- `-` never sees a scalar.
+    SELECT e.ord - 1, e.problem
+    INTO _index, _problem
     FROM (
-        SELECT ord,
-               CASE WHEN jsonb_typeof(job) <> 'object' OR job - _keys <> '{}' THEN NULL
-                    WHEN NOT job ? 'entrypoint' OR job -> 'entrypoint' = 'null' THEN 'entrypoint'
-                    WHEN job -> 'priority' = 'null' THEN 'priority'
-                    WHEN job -> 'execute_after' = 'null' THEN 'execute_after'
-                    WHEN jsonb_typeof(job -> 'headers') NOT IN ('object', 'null') THEN 'headers'
-               END AS field,
-               CASE WHEN jsonb_typeof(job) <> 'object' THEN
-                        format('expected a JSON object, got %s', jsonb_typeof(job))
-                    WHEN job - _keys <> '{}' THEN
-                        format('unknown key %s (a job takes %s)',
-                               (SELECT to_jsonb(left(k, 100)) FROM jsonb_object_keys(job - _keys) AS k ORDER BY k LIMIT 1),
-                               array_to_string(_keys, ', '))
-                    WHEN NOT job ? 'entrypoint' THEN 'missing'
-                    WHEN job -> 'entrypoint' = 'null' THEN 'must not be null'
-                    WHEN job -> 'priority' = 'null' THEN 'must not be null (leave it out for the default 0)'
-                    WHEN job -> 'execute_after' = 'null' THEN 'must not be null (leave it out to run at once)'
-                    WHEN jsonb_typeof(job -> 'headers') NOT IN ('object', 'null') THEN
-                        format('expected a JSON object or null, got %s', jsonb_typeof(job -> 'headers'))
+        SELECT a.ord,
+               CASE
+                   WHEN jsonb_typeof(a.job) <> 'object' THEN
+                       ARRAY[NULL, format('expected an object, got %s', jsonb_typeof(a.job))]
+                   WHEN a.job - _keys <> '{}' THEN
+                       ARRAY[NULL, format('unknown key %s (a job takes %s)',
+                                          (SELECT to_jsonb(left(k, 100)) FROM jsonb_object_keys(a.job - _keys) AS k ORDER BY k LIMIT 1),
+                                          array_to_string(_keys, ', '))]
+                   WHEN NOT a.job ? 'entrypoint' THEN
+                       ARRAY['entrypoint', 'missing']
+                   WHEN jsonb_typeof(a.job -> 'entrypoint') <> 'string' THEN
+                       ARRAY['entrypoint', format('expected a string, got %s', jsonb_typeof(a.job -> 'entrypoint'))]
+                   WHEN jsonb_typeof(a.job -> 'payload') NOT IN ('string', 'null') THEN
+                       ARRAY['payload', format('expected a string or null, got %s', jsonb_typeof(a.job -> 'payload'))]
+                   WHEN jsonb_typeof(a.job -> 'priority') = 'null' THEN
+                       ARRAY['priority', 'must not be null (leave it out for the default 0)']
+                   WHEN jsonb_typeof(a.job -> 'execute_after') = 'null' THEN
+                       ARRAY['execute_after', 'must not be null (leave it out to run at once)']
+                   WHEN jsonb_typeof(a.job -> 'dedupe_key') NOT IN ('string', 'null') THEN
+                       ARRAY['dedupe_key', format('expected a string or null, got %s', jsonb_typeof(a.job -> 'dedupe_key'))]
+                   WHEN jsonb_typeof(a.job -> 'headers') NOT IN ('object', 'null') THEN
+                       ARRAY['headers', format('expected an object or null, got %s', jsonb_typeof(a.job -> 'headers'))]
                END AS problem
         FROM jsonb_array_elements(jobs) WITH ORDINALITY AS a(job, ord)
     ) AS e
@@ -173,7 +192,7 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'raise_exception',
-            MESSAGE = format('jobs[%s]%s: %s', _index, coalesce('.' || _field, ''), _problem),
+            MESSAGE = format('jobs[%s]%s: %s', _index, coalesce('.' || _problem[1], ''), _problem[2]),
             DETAIL = format('Element %s of %s (counting from 0) was refused, so no job of this call was enqueued.', _index, _count),
             HINT = 'Correct or leave out that element; the others can be sent again as they are.';
     END IF;
@@ -206,8 +225,8 @@ BEGIN
                 (id, priority, entrypoint, payload, execute_after, dedupe_key, headers, status)
             SELECT id, priority, entrypoint, payload, execute_after, dedupe_key, headers, 'queued'
             FROM numbered
-            -- Rows go in in key order, so concurrent calls that share keys wait for each other
-            -- in the same order instead of deadlocking.
+            -- Inserted in key order, so concurrent calls that share keys wait for each other in
+            -- the same order instead of deadlocking.
             ORDER BY dedupe_key
             ON CONFLICT (dedupe_key) WHERE status IN ('queued', 'picked') AND dedupe_key IS NOT NULL
             DO NOTHING

@@ -3,7 +3,13 @@
 --   psql -X -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f sql/uninstall-batch.sql
 --
 -- Pass the same api_schema and function_name as to the install (defaults: public,
--- fn_pgqueuer_enqueue_batch). Table grants are left in place, as by sql/uninstall.sql.
+-- fn_pgqueuer_enqueue_batch), e.g. -v api_schema=api -v function_name=enqueue_jobs.
+--
+-- The table and sequence grants are left in place, as sql/uninstall.sql leaves them: the
+-- single function (or other users of the queue) may still need them.
+--
+-- Running it when the function is already gone is not an error. Reload PostgREST's schema
+-- cache afterwards (NOTIFY pgrst, 'reload schema').
 
 \set ON_ERROR_STOP on
 
