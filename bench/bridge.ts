@@ -1,0 +1,176 @@
+import { BridgeProcess } from '../test/support/bridge-process.ts';
+import { queueCounts, waitFor } from '../test/support/rabbit.ts';
+import { stopChild } from './cleanup.ts';
+import { CpuProbe, elapsedSeconds, RssSampler, sleep } from './measure.ts';
+import type { BenchOptions } from './options.ts';
+import { procCpu } from './procs.ts';
+import { freshQueue, preload, readyCount, removeQueue } from './queues.ts';
+import { rate, type ScenarioResult } from './results.ts';
+import type { Rig } from './rig.ts';
+import { type Context, parties } from './scenarios.ts';
+
+/** The built bridge (dist/main.js) as a child process, draining a full queue. */
+
+export const POLL_MS = 50;
+export const STOP_GRACE_MS = 20_000;
+
+function bridgeConfig(rig: Rig, queue: string, options: BenchOptions): Record<string, unknown> {
+  return {
+    amqp: { url: rig.amqpUrl },
+    postgrest: { url: rig.rpcUrl },
+    concurrency: options.concurrency,
+    sources: [{ queue, ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }) }],
+    ...(options.batch ? { batch: { enabled: true } } : {}),
+    http: { host: '127.0.0.1', port: 0 },
+    log: { level: 'info' },
+  };
+}
+
+export function startBridge(context: Context, queue: string): { bridge: BridgeProcess; pid: number } {
+  const bridge = new BridgeProcess(bridgeConfig(context.rig, queue, context.options));
+  context.cleanup.addChild('stop the bridge', bridge.child, STOP_GRACE_MS);
+  const pid = bridge.child.pid;
+  if (pid === undefined) throw new Error('the bridge process did not start');
+  return { bridge, pid };
+}
+
+export function exitedEarly(bridge: BridgeProcess): Error | undefined {
+  if (bridge.child.exitCode === null && bridge.child.signalCode === null) return undefined;
+  return new Error(
+    `the bridge exited (${bridge.child.exitCode ?? bridge.child.signalCode}):\n${bridge.tail(10)}\n${bridge.stderr.join('')}`,
+  );
+}
+
+export async function drainScenario(context: Context): Promise<ScenarioResult> {
+  const { rig, options, clock } = context;
+  const queue = await freshQueue(rig, context.cleanup, 'drain');
+  const loadStarted = performance.now();
+  await preload(rig, queue, options.messages, options.persistent, clock);
+  const loadSeconds = elapsedSeconds(loadStarted);
+  await rig.resetJobs();
+
+  const started = performance.now();
+  const { bridge, pid } = startBridge(context, queue);
+  try {
+    const probe = new CpuProbe(parties(rig, pid));
+    const rss = new RssSampler(pid);
+    const deadline = started + options.drainTimeout * 1000;
+    let startupCpuMicros: number | undefined;
+    let timedOut = false;
+    for (;;) {
+      rss.sample();
+      const exited = exitedEarly(bridge);
+      if (exited !== undefined) throw exited;
+      if (performance.now() > deadline) {
+        timedOut = true;
+        break;
+      }
+      const ids = await rig.idsTaken();
+      // Start-up ends with the first job: from here on the bridge's CPU is per-message work.
+      if (ids > 0 && startupCpuMicros === undefined) startupCpuMicros = procCpu(pid)?.selfMicros;
+      if (ids >= options.messages && (await rig.countJobs()) >= options.messages) {
+        if ((await readyCount(rig, queue)) === 0) break;
+      }
+      await sleep(POLL_MS);
+    }
+    const seconds = elapsedSeconds(started);
+    const cpu = probe.since();
+    rss.sample();
+    const jobs = await rig.countJobs();
+    const check = await verifyDrain(rig, queue, options.messages, timedOut);
+    const bridgeCpu = cpu.bridge ?? 0;
+    const workCpu = startupCpuMicros === undefined ? undefined : bridgeCpu - startupCpuMicros;
+    return {
+      name: 'drain',
+      label: 'bridge drain',
+      jobs,
+      seconds,
+      jobsPerSecond: rate(jobs, seconds),
+      clientCpuMicrosPerJob: bridgeCpu / Math.max(1, jobs),
+      peakRssBytes: rss.peakBytes,
+      cpu,
+      notes: [
+        ...(timedOut
+          ? [`TIMED OUT after ${options.drainTimeout} s: ${jobs} of ${options.messages} jobs`]
+          : []),
+        ...check.problems,
+        `${options.messages} messages loaded in ${loadSeconds.toFixed(1)} s; timed from starting the bridge ` +
+          'until every job row exists and nothing is left in the queue',
+        ...(startupCpuMicros === undefined || workCpu === undefined
+          ? []
+          : [
+              `bridge start-up took ${(startupCpuMicros / 1000).toFixed(0)} ms of CPU; ` +
+                `after it, ${(workCpu / Math.max(1, jobs)).toFixed(0)} µs per message`,
+            ]),
+        ...(check.rowsWindowJobsPerSecond === undefined
+          ? []
+          : [`${check.rowsWindowJobsPerSecond.toFixed(0)} jobs/s from the first job row to the last`]),
+      ],
+      details: {
+        queue,
+        loaded: options.messages,
+        loadSeconds,
+        startupCpuMicros,
+        workCpuMicrosPerJob: workCpu === undefined ? undefined : workCpu / Math.max(1, jobs),
+        duplicates: check.duplicates,
+        unackedAtEnd: check.unackedAtEnd,
+        rowsWindowSeconds: check.rowsWindowSeconds,
+        rowsWindowJobsPerSecond: check.rowsWindowJobsPerSecond,
+      },
+    };
+  } finally {
+    await stopChild(bridge.child, STOP_GRACE_MS);
+    await removeQueue(rig, queue);
+  }
+}
+
+interface DrainCheck {
+  readonly problems: string[];
+  readonly duplicates: number;
+  readonly unackedAtEnd: number | undefined;
+  readonly rowsWindowSeconds: number;
+  /** From the first job row to the last: the rate once the bridge is up, start-up excluded. */
+  readonly rowsWindowJobsPerSecond: number | undefined;
+}
+
+/** Every message became exactly one job, and nothing is left unacked. */
+async function verifyDrain(
+  rig: Rig,
+  queue: string,
+  expected: number,
+  timedOut: boolean,
+): Promise<DrainCheck> {
+  const problems: string[] = [];
+  const { rows } = await rig.db.pool.query<{ jobs: string; distinct_mids: string; window_s: number | null }>(
+    `SELECT count(*) AS jobs, count(DISTINCT headers->>'mid') AS distinct_mids,
+            extract(epoch FROM max(created) - min(created))::float8 AS window_s
+       FROM pgqueuer`,
+  );
+  const row = rows[0];
+  const jobs = Number(row?.jobs ?? 0);
+  const distinct = Number(row?.distinct_mids ?? 0);
+  if (distinct !== jobs) problems.push(`${jobs - distinct} duplicate jobs`);
+  if (!timedOut && distinct !== expected) problems.push(`${expected - distinct} messages without a job`);
+  let unacked: number | undefined;
+  if (!timedOut) {
+    try {
+      await waitFor(
+        async () => {
+          unacked = (await queueCounts(queue)).unacked;
+          return unacked === 0;
+        },
+        { timeoutMs: 30_000, intervalMs: 500, message: `queue ${queue} to have nothing unacked` },
+      );
+    } catch (error) {
+      problems.push(String(error));
+    }
+  }
+  const windowSeconds = row?.window_s ?? 0;
+  return {
+    problems,
+    duplicates: jobs - distinct,
+    unackedAtEnd: unacked,
+    rowsWindowSeconds: windowSeconds,
+    rowsWindowJobsPerSecond: windowSeconds > 0 ? (jobs - 1) / windowSeconds : undefined,
+  };
+}

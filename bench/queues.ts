@@ -1,0 +1,51 @@
+import { uniqueName } from '../test/support/rabbit.ts';
+import type { Cleanup } from './cleanup.ts';
+import type { EpochClock } from './measure.ts';
+import { envelope } from './messages.ts';
+import type { Rig } from './rig.ts';
+
+const BATCH = 5000;
+
+/**
+ * A new durable queue (declared as the bridge declares its sources, so the bridge's own
+ * declaration matches), removed with its dead-letter queue at the end of the run.
+ */
+export async function freshQueue(rig: Rig, cleanup: Cleanup, scenario: string): Promise<string> {
+  const queue = uniqueName(`pgqb-bench-${scenario}`);
+  cleanup.add(`delete queue ${queue}`, () => rig.broker.deleteQueues(queue, `${queue}.dead`));
+  const channel = await rig.broker.channel();
+  await channel.assertQueue(queue, { durable: true });
+  return queue;
+}
+
+/** Deletes a scenario's queues as soon as it is done, so leftovers do not weigh on the broker later. */
+export async function removeQueue(rig: Rig, queue: string): Promise<void> {
+  // A failure here must not hide the scenario's own error; the run's cleanup tries again.
+  await rig.broker.deleteQueues(queue, `${queue}.dead`).catch(() => undefined);
+}
+
+/** Publishes `count` envelopes with confirms, then checks that all of them are ready in the queue. */
+export async function preload(
+  rig: Rig,
+  queue: string,
+  count: number,
+  persistent: boolean,
+  clock: EpochClock,
+): Promise<void> {
+  for (let first = 0; first < count; first += BATCH) {
+    const size = Math.min(BATCH, count - first);
+    const batch = Array.from({ length: size }, (_, i) => ({
+      body: envelope(first + i, clock.nowMs()),
+      options: { persistent, contentType: 'application/json' },
+    }));
+    await rig.broker.publish(queue, batch);
+  }
+  const ready = await readyCount(rig, queue);
+  if (ready !== count) throw new Error(`queue ${queue} holds ${ready} ready messages after loading ${count}`);
+}
+
+/** Messages ready in the queue (not counting those delivered and unacked). */
+export async function readyCount(rig: Rig, queue: string): Promise<number> {
+  const channel = await rig.broker.channel();
+  return (await channel.checkQueue(queue)).messageCount;
+}

@@ -1,0 +1,191 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { type CpuUse, QUIET_THRESHOLD } from './measure.ts';
+import type { BenchOptions } from './options.ts';
+import type { ScenarioResult } from './results.ts';
+
+export interface Machine {
+  readonly cores: number;
+  readonly cpuModel: string;
+  readonly node: string;
+  readonly postgres: string;
+  readonly rabbitmq: string;
+  readonly loadAverage: readonly number[];
+  /** Share of all cores busy during a 1 s sample before the run; other work skews every number. */
+  readonly backgroundBusy: number;
+}
+
+export function machineFacts(
+  versions: { postgres: string; rabbitmq: string },
+  backgroundBusy: number,
+): Machine {
+  return {
+    cores: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    postgres: versions.postgres,
+    rabbitmq: versions.rabbitmq,
+    loadAverage: loadavg().map((value) => Number(value.toFixed(2))),
+    backgroundBusy,
+  };
+}
+
+export interface Report {
+  readonly startedAt: string;
+  readonly totalSeconds: number;
+  readonly machine: Machine;
+  readonly options: BenchOptions;
+  readonly scenarios: readonly ScenarioResult[];
+  readonly failures: readonly string[];
+}
+
+/**
+ * A row's rate over a ceiling's. The database ceiling has no ceiling above it, and the
+ * steady run goes at the publisher's rate, so neither gets a ratio.
+ */
+function ratio(result: ScenarioResult, ceiling: ScenarioResult | undefined): string {
+  if (ceiling === undefined || ceiling.jobsPerSecond <= 0) return '—';
+  if (result.name === ceiling.name || result.name === 'database' || result.name === 'steady') return '—';
+  return (result.jobsPerSecond / ceiling.jobsPerSecond).toFixed(2);
+}
+
+function knownCpu(use: CpuUse): number {
+  return [use.bridge, use.harness, use.rpcServer, use.postgres, use.rabbitmq].reduce<number>(
+    (sum, value) => sum + (value ?? 0),
+    0,
+  );
+}
+
+/** Share of the whole machine used by processes outside the benchmark during a scenario. */
+function otherShare(result: ScenarioResult, cores: number): number {
+  const capacity = cores * result.cpu.wallMicros;
+  return capacity > 0 ? Math.max(0, result.cpu.machineBusy - knownCpu(result.cpu)) / capacity : 0;
+}
+
+const fixed = (value: number | undefined, digits: number): string =>
+  value === undefined || Number.isNaN(value) ? '—' : value.toFixed(digits);
+const perJob = (micros: number | undefined, jobs: number): string =>
+  micros === undefined || jobs === 0 ? '—' : (micros / jobs).toFixed(0);
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)),
+  );
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((cell, column) =>
+        column === 0 ? cell.padEnd(widths[0] ?? 0) : cell.padStart(widths[column] ?? 0),
+      )
+      .join('  ');
+  return [line(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function formatReport(report: Report): string {
+  const { machine, scenarios, options } = report;
+  const byName = new Map(scenarios.map((result) => [result.name, result]));
+  const rpc = byName.get('rpc');
+  const database = byName.get('database');
+  const main = table(
+    [
+      'scenario',
+      'jobs',
+      'seconds',
+      'jobs/s',
+      '/direct-RPC',
+      '/database',
+      'p50 ms',
+      'p99 ms',
+      'client CPU µs/job',
+      'peak RSS MB',
+    ],
+    scenarios.map((result) => [
+      result.label,
+      String(result.jobs),
+      fixed(result.seconds, 1),
+      fixed(result.jobsPerSecond, 0),
+      ratio(result, rpc),
+      ratio(result, database),
+      fixed(result.latency?.p50Ms, 2),
+      fixed(result.latency?.p99Ms, 2),
+      fixed(result.clientCpuMicrosPerJob, 0),
+      result.peakRssBytes === undefined ? '—' : (result.peakRssBytes / 1024 / 1024).toFixed(0),
+    ]),
+  );
+  const cpu = table(
+    ['CPU µs per job', 'bridge', 'harness', 'RPC server', 'PostgreSQL', 'RabbitMQ', 'other', 'machine busy'],
+    scenarios.map((result) => {
+      const { cpu: use } = result;
+      const known = knownCpu(use);
+      const cores = machine.cores * use.wallMicros;
+      return [
+        result.label,
+        perJob(use.bridge, result.jobs),
+        perJob(use.harness, result.jobs),
+        perJob(use.rpcServer, result.jobs),
+        perJob(use.postgres, result.jobs),
+        perJob(use.rabbitmq, result.jobs),
+        perJob(Math.max(0, use.machineBusy - known), result.jobs),
+        cores > 0 ? `${((100 * use.machineBusy) / cores).toFixed(0)}%` : '—',
+      ];
+    }),
+  );
+  const derived: string[] = [];
+  const drain = byName.get('drain');
+  const rpcP50 = rpc?.latency?.p50Ms;
+  if (drain !== undefined && drain.jobsPerSecond > 0 && rpcP50 !== undefined) {
+    // Little's law: with every slot busy, each one finishes a message every concurrency / rate.
+    const cycleMs = (1000 * options.concurrency) / drain.jobsPerSecond;
+    derived.push(
+      `  ${drain.label}: each of the ${options.concurrency} slots finishes a message every ${cycleMs.toFixed(2)} ms; ` +
+        `a direct RPC call takes ${rpcP50.toFixed(2)} ms (p50)`,
+    );
+  }
+  const latencyKinds = scenarios.flatMap((result) =>
+    result.latency === undefined ? [] : [`${result.label}: ${result.latency.what}`],
+  );
+  const notes = scenarios.flatMap((result) => [
+    ...((result.backgroundBusy ?? 0) > QUIET_THRESHOLD
+      ? [
+          `  ${result.label}: started while ${(100 * (result.backgroundBusy ?? 0)).toFixed(0)}% of the machine was busy with other work`,
+        ]
+      : []),
+    ...(otherShare(result, machine.cores) > QUIET_THRESHOLD
+      ? [
+          `  ${result.label}: SKEWED: other processes used ${(100 * otherShare(result, machine.cores)).toFixed(0)}% ` +
+            'of the machine while it ran',
+        ]
+      : []),
+    ...result.notes.map((note) => `  ${result.label}: ${note}`),
+  ]);
+  const lines = [
+    '',
+    `machine: ${machine.cores} cores (${machine.cpuModel}), Node ${machine.node}, PostgreSQL ${machine.postgres}, RabbitMQ ${machine.rabbitmq}`,
+    `load average at start ${machine.loadAverage.join(' ')}, background busy ${(100 * machine.backgroundBusy).toFixed(0)}% of all cores` +
+      (machine.backgroundBusy > QUIET_THRESHOLD ? '  ← other work was running; numbers are skewed' : ''),
+    `concurrency ${options.concurrency}, prefetch ${options.prefetch ?? `${options.concurrency} (bridge default)`}, RPC db-pool 10, ` +
+      `${options.persistent ? 'persistent' : 'transient'} messages`,
+    '',
+    main,
+    '  client CPU = the bridge in drain and steady; this process, as the client, in the others.',
+    ...(latencyKinds.length > 0 ? [`  p50/p99 of: ${latencyKinds.join('; ')}.`] : []),
+    '',
+    cpu,
+    '  harness = this process: the load generators, the naive consumer, publishing and polling;',
+    '  other = the kernel and every other process (a large value means the machine was not quiet).',
+    ...(notes.length + derived.length > 0 ? ['', 'notes:', ...notes, ...derived] : []),
+    ...(report.failures.length > 0
+      ? ['', 'FAILED:', ...report.failures.map((failure) => `  ${failure}`)]
+      : []),
+    '',
+    `total run time ${report.totalSeconds.toFixed(0)} s`,
+  ];
+  return lines.join('\n');
+}
+
+export function writeReport(report: Report, outDir: string): string {
+  mkdirSync(outDir, { recursive: true });
+  const file = join(outDir, `${report.startedAt.replaceAll(':', '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  return file;
+}
