@@ -93,6 +93,11 @@ export async function steadyScenario(context: Context): Promise<ScenarioResult> 
         `${sent} messages published in ${publishSeconds.toFixed(1)} s after a warm-up of ${warmup}; ` +
           `bridge busy ${((100 * bridgeCpu) / Math.max(1, cpu.wallMicros)).toFixed(1)}% of one core`,
         ...(jobs < sent ? [`only ${jobs} of ${sent} published messages became jobs within 60 s`] : []),
+        ...(seconds - publishSeconds > 1
+          ? [
+              `did not keep up: the last job row came ${(seconds - publishSeconds).toFixed(1)} s after the last publish`,
+            ]
+          : []),
       ],
       details: {
         queue,
