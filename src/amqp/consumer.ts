@@ -4,6 +4,7 @@ import type { SourceConfig } from '../config.ts';
 import { toError } from '../errors.ts';
 import { backoffDelay } from '../outcome.ts';
 import { sleep } from '../sleep.ts';
+import { ChannelAcks } from './acks.ts';
 import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './connection.ts';
 
 /**
@@ -26,14 +27,41 @@ import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './con
 /** A channel as deliveries see it; `open` turns false for good once the channel is gone. */
 interface Lease {
   readonly channel: Channel;
+  readonly acks: ChannelAcks<ConsumeMessage>;
   open: boolean;
   readonly lost: AbortController;
+}
+
+function openLease(channel: Channel): Lease {
+  // amqplib throws synchronously when the channel is closing; the broker then requeues the
+  // message, so there is nothing left to do.
+  const acks = new ChannelAcks<ConsumeMessage>({
+    ack: (message, multiple) => {
+      try {
+        channel.ack(message, multiple);
+      } catch {}
+    },
+    requeue: (message) => {
+      try {
+        channel.nack(message, false, true);
+      } catch {}
+    },
+  });
+  return { channel, acks, open: true, lost: new AbortController() };
 }
 
 function endLease(lease: Lease | undefined): void {
   if (lease === undefined || !lease.open) return;
   lease.open = false;
+  lease.acks.close();
   lease.lost.abort();
+}
+
+/** Closes the channel after sending the acks it still owes. */
+async function closeLease(lease: Lease): Promise<void> {
+  lease.acks.flush();
+  endLease(lease);
+  await lease.channel.close().catch(() => undefined);
 }
 
 export class Delivery {
@@ -48,6 +76,7 @@ export class Delivery {
     this.message = message;
     this.#lease = lease;
     this.receivedAt = receivedAt;
+    lease.acks.delivered(message);
   }
 
   /** Aborts when the channel that delivered this message is gone. */
@@ -60,27 +89,23 @@ export class Delivery {
     return !this.#settled && this.#lease.open;
   }
 
+  /** The ack goes out at the end of this event-loop turn, coalesced with the channel's others. */
   ack(): boolean {
-    return this.#settle((channel) => channel.ack(this.message));
+    return this.#settle((acks) => acks.ack(this.message));
   }
 
   /** Returns the message to the queue. */
   requeue(): boolean {
-    return this.#settle((channel) => channel.nack(this.message, false, true));
+    return this.#settle((acks) => acks.requeue(this.message));
   }
 
   // Settles at most once, and only on the channel that delivered it: a delivery tag means
   // nothing on another channel, and acking it there could ack a different message.
-  #settle(action: (channel: Channel) => void): boolean {
+  #settle(action: (acks: ChannelAcks<ConsumeMessage>) => void): boolean {
     if (!this.live) return false;
     this.#settled = true;
-    try {
-      action(this.#lease.channel);
-      return true;
-    } catch {
-      // amqplib throws synchronously when the channel is closing; the broker requeues the message.
-      return false;
-    }
+    action(this.#lease.acks);
+    return true;
   }
 }
 
@@ -183,10 +208,7 @@ export class AmqpConsumer {
     for (const source of this.#sources) {
       const lease = source.lease;
       source.lease = undefined;
-      if (lease?.open) {
-        endLease(lease);
-        await lease.channel.close().catch(() => undefined);
-      }
+      if (lease?.open) await closeLease(lease);
     }
     await this.#keeper.close();
   }
@@ -212,7 +234,7 @@ export class AmqpConsumer {
   async #openSource(connection: ChannelModel, source: SourceState): Promise<void> {
     const { config } = source;
     const channel = await connection.createChannel();
-    const lease: Lease = { channel, open: true, lost: new AbortController() };
+    const lease = openLease(channel);
     // A channel error (precondition failed, queue deleted, consumer timeout) must not crash the process.
     channel.on('error', (error: Error) =>
       this.#logger.error({ err: error, queue: config.queue }, 'channel closed by the broker'),
@@ -280,7 +302,7 @@ export class AmqpConsumer {
     );
     this.#events.onConsumerCancelled?.(source.config.queue);
     source.consumerTag = undefined;
-    lease.channel.close().catch(() => undefined);
+    void closeLease(lease);
   }
 
   #onChannelClosed(source: SourceState, lease: Lease): void {

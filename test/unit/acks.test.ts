@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type AckSink, ChannelAcks } from '../../src/amqp/acks.ts';
+
+interface Message {
+  readonly fields: { readonly deliveryTag: number };
+}
+
+const message = (deliveryTag: number): Message => ({ fields: { deliveryTag } });
+
+/**
+ * The broker's side of one channel, as RabbitMQ keeps it: the outstanding delivery tags. An ack
+ * or nack naming a tag it does not hold is a channel error ("unknown delivery tag").
+ */
+class Broker implements AckSink<Message> {
+  readonly outstanding = new Set<number>();
+  readonly frames: string[] = [];
+  #next = 1;
+
+  deliver(): Message {
+    const tag = this.#next++;
+    this.outstanding.add(tag);
+    return message(tag);
+  }
+
+  ack(m: Message, multiple: boolean): void {
+    const tag = m.fields.deliveryTag;
+    this.frames.push(multiple ? `ack<=${tag}` : `ack ${tag}`);
+    if (!this.outstanding.has(tag)) throw new Error(`unknown delivery tag ${tag}`);
+    if (!multiple) this.outstanding.delete(tag);
+    else for (const t of [...this.outstanding]) if (t <= tag) this.outstanding.delete(t);
+  }
+
+  requeue(m: Message): void {
+    const tag = m.fields.deliveryTag;
+    this.frames.push(`requeue ${tag}`);
+    if (!this.outstanding.delete(tag)) throw new Error(`unknown delivery tag ${tag}`);
+  }
+}
+
+/** Acks flushed by hand, so each test decides where an event-loop turn ends. */
+function setup(): { broker: Broker; acks: ChannelAcks<Message>; endTurn: () => void } {
+  const broker = new Broker();
+  let scheduled: (() => void) | undefined;
+  const acks = new ChannelAcks<Message>(broker, (flush) => {
+    assert.equal(scheduled, undefined, 'one flush scheduled at a time');
+    scheduled = flush;
+  });
+  const endTurn = () => {
+    const flush = scheduled;
+    scheduled = undefined;
+    flush?.();
+  };
+  return { broker, acks, endTurn };
+}
+
+function deliverMany(broker: Broker, acks: ChannelAcks<Message>, n: number): Message[] {
+  return Array.from({ length: n }, () => {
+    const m = broker.deliver();
+    acks.delivered(m);
+    return m;
+  });
+}
+
+describe('ChannelAcks', () => {
+  it('sends nothing until the turn ends, then one multiple ack for a run of acks', () => {
+    const { broker, acks, endTurn } = setup();
+    const ms = deliverMany(broker, acks, 5);
+    for (const m of [ms[2], ms[0], ms[4], ms[1], ms[3]]) acks.ack(m as Message);
+    assert.deepEqual(broker.frames, []);
+    endTurn();
+    assert.deepEqual(broker.frames, ['ack<=5']);
+    assert.equal(broker.outstanding.size, 0);
+  });
+
+  it('sends a lone ack as a plain ack', () => {
+    const { broker, acks, endTurn } = setup();
+    const [m] = deliverMany(broker, acks, 1);
+    acks.ack(m as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, ['ack 1']);
+  });
+
+  it('never lets a multiple ack reach past a delivery still in flight', () => {
+    const { broker, acks, endTurn } = setup();
+    const ms = deliverMany(broker, acks, 6);
+    // 3 is still being enqueued: 1 and 2 go together, 4 and 6 one by one.
+    for (const i of [0, 1, 3, 5]) acks.ack(ms[i] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, ['ack 4', 'ack 6', 'ack<=2']);
+    assert.deepEqual([...broker.outstanding].sort(), [3, 5]);
+    // Once 3 and 5 are done one multiple ack names 5, the highest tag the broker still holds.
+    acks.ack(ms[2] as Message);
+    acks.ack(ms[4] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames.slice(3), ['ack<=5']);
+    assert.equal(broker.outstanding.size, 0);
+  });
+
+  it('sends a requeue at once, and a later multiple ack passes over it', () => {
+    const { broker, acks, endTurn } = setup();
+    const ms = deliverMany(broker, acks, 3);
+    acks.requeue(ms[0] as Message);
+    assert.deepEqual(broker.frames, ['requeue 1']);
+    acks.ack(ms[1] as Message);
+    acks.ack(ms[2] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, ['requeue 1', 'ack<=3']);
+  });
+
+  it('flushes on demand (before the channel closes) and schedules the next turn afresh', () => {
+    const { broker, acks, endTurn } = setup();
+    const ms = deliverMany(broker, acks, 2);
+    acks.ack(ms[0] as Message);
+    acks.flush();
+    assert.deepEqual(broker.frames, ['ack 1']);
+    endTurn();
+    assert.deepEqual(broker.frames, ['ack 1'], 'the scheduled flush has nothing left to send');
+    acks.ack(ms[1] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, ['ack 1', 'ack 2']);
+  });
+
+  it('drops what it holds once the channel is gone: those tags belong to no one now', () => {
+    const { broker, acks, endTurn } = setup();
+    const ms = deliverMany(broker, acks, 3);
+    acks.ack(ms[0] as Message);
+    acks.close();
+    acks.ack(ms[1] as Message);
+    acks.requeue(ms[2] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, []);
+  });
+
+  it('keeps the broker in step with the application over random interleavings', () => {
+    let seed = 42;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let run = 0; run < 200; run++) {
+      const { broker, acks, endTurn } = setup();
+      const inFlight: Message[] = [];
+      const settledByApp = new Set<number>();
+      for (let step = 0; step < 300; step++) {
+        const r = random();
+        if (r < 0.4 || inFlight.length === 0) {
+          inFlight.push(...deliverMany(broker, acks, 1 + Math.floor(random() * 3)));
+        } else if (r < 0.85) {
+          const [m] = inFlight.splice(Math.floor(random() * inFlight.length), 1) as [Message];
+          settledByApp.add(m.fields.deliveryTag);
+          if (random() < 0.9) acks.ack(m);
+          else acks.requeue(m);
+        } else {
+          endTurn();
+        }
+        // Nothing the application still holds was ever settled on the broker.
+        for (const m of inFlight) assert.ok(broker.outstanding.has(m.fields.deliveryTag));
+      }
+      endTurn();
+      assert.deepEqual(
+        [...broker.outstanding].sort((a, b) => a - b),
+        inFlight.map((m) => m.fields.deliveryTag).sort((a, b) => a - b),
+      );
+    }
+  });
+});
