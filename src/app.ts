@@ -37,6 +37,9 @@ export interface AppOverrides {
 /** Consecutive transient failures (no success between) that pause intake. */
 const PAUSE_AFTER_FAILURES = 5;
 
+/** About one bulk call's duration under load: long enough for the call ahead to return. */
+const BATCH_ACK_HOLD_MS = 20;
+
 /** Reads a PEM file named in the config; a failure names the key. */
 function readPem(path: string | undefined, key: string): Buffer | undefined {
   if (path === undefined) return undefined;
@@ -112,7 +115,10 @@ export class App {
         onStateChange: () => this.#updateReady(),
       },
       logger,
-      overrides.connect,
+      // A bulk call answers for many deliveries at once, often before the call ahead of it has
+      // returned: holding their acks briefly lets them share one frame. In single mode the
+      // prefetch window is the concurrency, so a held ack would idle a slot.
+      { ackHoldMs: config.batch.enabled ? BATCH_ACK_HOLD_MS : 0, connect: overrides.connect },
     );
     this.#circuit = new Circuit({
       failureThreshold: PAUSE_AFTER_FAILURES,

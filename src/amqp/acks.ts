@@ -11,6 +11,11 @@
  * stays as small as the prefetch window. The named tag is always one being acked now, so the
  * broker still holds it (naming a tag it no longer holds closes the channel).
  *
+ * Acks above that delivery can wait up to `holdMs` for it to finish, so that they too go out in
+ * one frame. Worth it when many deliveries finish together out of order (a bulk call returns a
+ * hundred at once while the one before it is still running); not with one job per call, where
+ * the prefetch window is the concurrency and an ack held back is a slot left idle.
+ *
  * Requeues are sent at once: nothing gains from delaying them, and a tag nacked individually is
  * no longer outstanding, so a later `multiple` ack passes over it.
  */
@@ -20,24 +25,38 @@ export interface AckSink<M> {
   requeue(message: M): void;
 }
 
-export type Schedule = (flush: () => void) => void;
+export interface AckTiming {
+  /** Runs `flush` once the current event-loop turn is over. */
+  readonly endOfTurn: (flush: () => void) => void;
+  /** Runs `flush` after `ms`, unless cancelled. */
+  readonly after: (ms: number, flush: () => void) => () => void;
+}
 
-const endOfTurn: Schedule = (flush) => {
-  setImmediate(flush);
+const realTiming: AckTiming = {
+  endOfTurn: (flush) => {
+    setImmediate(flush);
+  },
+  after: (ms, flush) => {
+    const timer = setTimeout(flush, ms);
+    return () => clearTimeout(timer);
+  },
 };
 
 export class ChannelAcks<M extends { readonly fields: { readonly deliveryTag: number } }> {
   readonly #sink: AckSink<M>;
-  readonly #schedule: Schedule;
+  readonly #holdMs: number;
+  readonly #timing: AckTiming;
   /** Delivered and neither acked nor requeued; delivery tags rise, so the first is the lowest. */
   readonly #unsettled = new Set<number>();
   #pending: M[] = [];
   #scheduled = false;
+  #cancelHold: (() => void) | undefined;
   #closed = false;
 
-  constructor(sink: AckSink<M>, schedule: Schedule = endOfTurn) {
+  constructor(sink: AckSink<M>, holdMs = 0, timing: AckTiming = realTiming) {
     this.#sink = sink;
-    this.#schedule = schedule;
+    this.#holdMs = holdMs;
+    this.#timing = timing;
   }
 
   delivered(message: M): void {
@@ -50,9 +69,9 @@ export class ChannelAcks<M extends { readonly fields: { readonly deliveryTag: nu
     this.#pending.push(message);
     if (this.#scheduled) return;
     this.#scheduled = true;
-    this.#schedule(() => {
+    this.#timing.endOfTurn(() => {
       this.#scheduled = false;
-      this.flush();
+      this.#send(this.#holdMs > 0);
     });
   }
 
@@ -64,27 +83,44 @@ export class ChannelAcks<M extends { readonly fields: { readonly deliveryTag: nu
 
   /** Sends every ack not sent yet. Also called before the channel is closed. */
   flush(): void {
-    const pending = this.#pending;
-    if (pending.length === 0 || this.#closed) return;
-    this.#pending = [];
+    this.#send(false);
+  }
+
+  #send(holdAbove: boolean): void {
+    if (this.#closed) return;
     const floor = this.#lowestUnsettled();
+    const held: M[] = [];
     let highestBelow: M | undefined;
     let below = 0;
-    for (const message of pending) {
+    for (const message of this.#pending) {
       const tag = message.fields.deliveryTag;
       if (tag < floor) {
         below++;
         if (highestBelow === undefined || tag > highestBelow.fields.deliveryTag) highestBelow = message;
+      } else if (holdAbove) {
+        held.push(message);
       } else {
         this.#sink.ack(message, false);
       }
     }
+    this.#pending = held;
     if (highestBelow !== undefined) this.#sink.ack(highestBelow, below > 1);
+    if (held.length === 0) {
+      this.#cancelHold?.();
+      this.#cancelHold = undefined;
+    } else {
+      this.#cancelHold ??= this.#timing.after(this.#holdMs, () => {
+        this.#cancelHold = undefined;
+        this.#send(false);
+      });
+    }
   }
 
   /** The channel is gone: its tags mean nothing any more, and the broker requeues them. */
   close(): void {
     this.#closed = true;
+    this.#cancelHold?.();
+    this.#cancelHold = undefined;
     this.#pending = [];
     this.#unsettled.clear();
   }

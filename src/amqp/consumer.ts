@@ -32,21 +32,24 @@ interface Lease {
   readonly lost: AbortController;
 }
 
-function openLease(channel: Channel): Lease {
+function openLease(channel: Channel, ackHoldMs: number): Lease {
   // amqplib throws synchronously when the channel is closing; the broker then requeues the
   // message, so there is nothing left to do.
-  const acks = new ChannelAcks<ConsumeMessage>({
-    ack: (message, multiple) => {
-      try {
-        channel.ack(message, multiple);
-      } catch {}
+  const acks = new ChannelAcks<ConsumeMessage>(
+    {
+      ack: (message, multiple) => {
+        try {
+          channel.ack(message, multiple);
+        } catch {}
+      },
+      requeue: (message) => {
+        try {
+          channel.nack(message, false, true);
+        } catch {}
+      },
     },
-    requeue: (message) => {
-      try {
-        channel.nack(message, false, true);
-      } catch {}
-    },
-  });
+    ackHoldMs,
+  );
   return { channel, acks, open: true, lost: new AbortController() };
 }
 
@@ -109,6 +112,12 @@ export class Delivery {
   }
 }
 
+export interface ConsumerOptions {
+  /** How long acks may wait for an earlier delivery to finish, to share its ack frame (see acks.ts). */
+  readonly ackHoldMs?: number;
+  readonly connect?: ConnectFn | undefined;
+}
+
 export interface ConsumerEvents {
   readonly onDelivery: (delivery: Delivery) => void;
   readonly onReconnected?: () => void;
@@ -129,6 +138,7 @@ export class AmqpConsumer {
   readonly #events: ConsumerEvents;
   readonly #logger: Logger;
   readonly #settings: ConnectionSettings;
+  readonly #ackHoldMs: number;
   readonly #stopReopening = new AbortController();
   #connection: ChannelModel | undefined;
   #paused = false;
@@ -139,9 +149,10 @@ export class AmqpConsumer {
     sources: readonly SourceConfig[],
     events: ConsumerEvents,
     logger: Logger,
-    connect?: ConnectFn,
+    options: ConsumerOptions = {},
   ) {
     this.#settings = settings;
+    this.#ackHoldMs = options.ackHoldMs ?? 0;
     this.#events = events;
     this.#logger = logger;
     this.#sources = sources.map((config) => ({
@@ -158,7 +169,7 @@ export class AmqpConsumer {
         onReconnected: () => events.onReconnected?.(),
       },
       logger,
-      connect,
+      options.connect,
     );
   }
 
@@ -234,7 +245,7 @@ export class AmqpConsumer {
   async #openSource(connection: ChannelModel, source: SourceState): Promise<void> {
     const { config } = source;
     const channel = await connection.createChannel();
-    const lease = openLease(channel);
+    const lease = openLease(channel, this.#ackHoldMs);
     // A channel error (precondition failed, queue deleted, consumer timeout) must not crash the process.
     channel.on('error', (error: Error) =>
       this.#logger.error({ err: error, queue: config.queue }, 'channel closed by the broker'),

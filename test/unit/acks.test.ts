@@ -38,20 +38,41 @@ class Broker implements AckSink<Message> {
   }
 }
 
-/** Acks flushed by hand, so each test decides where an event-loop turn ends. */
-function setup(): { broker: Broker; acks: ChannelAcks<Message>; endTurn: () => void } {
+/** Time in the hands of the test: it decides where an event-loop turn ends and when a hold expires. */
+function setup(holdMs = 0): {
+  broker: Broker;
+  acks: ChannelAcks<Message>;
+  endTurn: () => void;
+  expireHold: () => void;
+} {
   const broker = new Broker();
-  let scheduled: (() => void) | undefined;
-  const acks = new ChannelAcks<Message>(broker, (flush) => {
-    assert.equal(scheduled, undefined, 'one flush scheduled at a time');
-    scheduled = flush;
+  let turn: (() => void) | undefined;
+  let hold: (() => void) | undefined;
+  const acks = new ChannelAcks<Message>(broker, holdMs, {
+    endOfTurn: (flush) => {
+      assert.equal(turn, undefined, 'one flush scheduled per turn');
+      turn = flush;
+    },
+    after: (ms, flush) => {
+      assert.equal(ms, holdMs);
+      assert.equal(hold, undefined, 'one hold timer at a time');
+      hold = flush;
+      return () => {
+        hold = undefined;
+      };
+    },
   });
   const endTurn = () => {
-    const flush = scheduled;
-    scheduled = undefined;
+    const flush = turn;
+    turn = undefined;
     flush?.();
   };
-  return { broker, acks, endTurn };
+  const expireHold = () => {
+    const flush = hold;
+    hold = undefined;
+    flush?.();
+  };
+  return { broker, acks, endTurn, expireHold };
 }
 
 function deliverMany(broker: Broker, acks: ChannelAcks<Message>, n: number): Message[] {
@@ -132,6 +153,36 @@ describe('ChannelAcks', () => {
     assert.deepEqual(broker.frames, []);
   });
 
+  it('with a hold, keeps acks above an unfinished delivery back until it finishes', () => {
+    const { broker, acks, endTurn, expireHold } = setup(20);
+    const ms = deliverMany(broker, acks, 6);
+    for (const i of [0, 1, 3, 4, 5]) acks.ack(ms[i] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, ['ack<=2']);
+    acks.ack(ms[2] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, ['ack<=2', 'ack<=6']);
+    expireHold();
+    assert.deepEqual(broker.frames, ['ack<=2', 'ack<=6'], 'the hold was cancelled once nothing was held');
+  });
+
+  it('with a hold, sends held acks one by one when it expires, then holds afresh', () => {
+    const { broker, acks, endTurn, expireHold } = setup(20);
+    const ms = deliverMany(broker, acks, 5);
+    acks.ack(ms[1] as Message);
+    acks.ack(ms[2] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, []);
+    expireHold();
+    assert.deepEqual(broker.frames, ['ack 2', 'ack 3']);
+    acks.ack(ms[4] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, ['ack 2', 'ack 3']);
+    acks.flush();
+    assert.deepEqual(broker.frames, ['ack 2', 'ack 3', 'ack 5'], 'flush (before close) sends what is held');
+    assert.deepEqual([...broker.outstanding].sort(), [1, 4]);
+  });
+
   it('keeps the broker in step with the application over random interleavings', () => {
     let seed = 42;
     const random = () => {
@@ -139,7 +190,7 @@ describe('ChannelAcks', () => {
       return seed / 2 ** 31;
     };
     for (let run = 0; run < 200; run++) {
-      const { broker, acks, endTurn } = setup();
+      const { broker, acks, endTurn, expireHold } = setup(run % 2 === 0 ? 0 : 20);
       const inFlight: Message[] = [];
       const settledByApp = new Set<number>();
       for (let step = 0; step < 300; step++) {
@@ -151,13 +202,16 @@ describe('ChannelAcks', () => {
           settledByApp.add(m.fields.deliveryTag);
           if (random() < 0.9) acks.ack(m);
           else acks.requeue(m);
-        } else {
+        } else if (r < 0.95) {
           endTurn();
+        } else {
+          expireHold();
         }
         // Nothing the application still holds was ever settled on the broker.
         for (const m of inFlight) assert.ok(broker.outstanding.has(m.fields.deliveryTag));
       }
       endTurn();
+      expireHold();
       assert.deepEqual(
         [...broker.outstanding].sort((a, b) => a - b),
         inFlight.map((m) => m.fields.deliveryTag).sort((a, b) => a - b),
