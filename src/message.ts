@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { SourceConfig } from './config.ts';
 import { BridgeError } from './errors.ts';
 import { topLevelSpans } from './json-span.ts';
@@ -112,12 +113,10 @@ function decodeEnvelope(message: IncomingMessage, options: DecodeOptions): Enque
   checkContentEncoding(message.properties.contentEncoding);
   if (message.body.length === 0) invalid('empty_body', 'the message body is empty; expected a JSON object');
 
-  let text: string;
-  try {
-    text = utf8.decode(message.body);
-  } catch {
-    invalid('invalid_utf8', 'the message body is not valid UTF-8');
-  }
+  if (!isUtf8(message.body)) invalid('invalid_utf8', 'the message body is not valid UTF-8');
+  // A leading byte order mark is not part of the JSON text (TextDecoder drops it too).
+  const bom = message.body[0] === 0xef && message.body[1] === 0xbb && message.body[2] === 0xbf ? 3 : 0;
+  const text = message.body.toString('utf8', bom);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -137,8 +136,10 @@ function decodeEnvelope(message: IncomingMessage, options: DecodeOptions): Enque
     );
   }
 
-  const spans = topLevelSpans(text);
+  // Only payload objects and headers need their source text, so most messages skip the scan.
+  let spans: ReturnType<typeof topLevelSpans> | undefined;
   const rawText = (key: string): string => {
+    spans ??= topLevelSpans(text);
     const span = spans.get(key);
     return span === undefined ? '' : text.slice(span[0], span[1]);
   };
@@ -390,7 +391,7 @@ function stringProblem(value: string): string | undefined {
 }
 
 function checkContentType(contentType: string | undefined): void {
-  if (contentType === undefined || contentType === '') return;
+  if (contentType === undefined || contentType === '' || contentType === 'application/json') return;
   const [mediaType = '', ...params] = contentType.toLowerCase().split(';');
   const type = mediaType.trim();
   const isJson =
