@@ -172,7 +172,7 @@ export class Pipeline {
         circuit.abandon();
         return;
       }
-      await this.#deps.rateLimiter?.take();
+      if (this.#deps.rateLimiter !== undefined) await this.#deps.rateLimiter.take();
       const generation = circuit.generation;
       const started = performance.now();
       const result = await rpc.enqueue(args);
@@ -182,10 +182,12 @@ export class Pipeline {
       if (outcome.kind === 'enqueued' || outcome.kind === 'duplicate') {
         circuit.success();
         this.#lastSuccessAt = Date.now();
+        // Most messages want no reply; they skip building one and the await with it.
         const replied =
-          outcome.kind === 'enqueued'
+          replyTo(delivery) === undefined ||
+          (outcome.kind === 'enqueued'
             ? await this.#reply(delivery, { status: 'enqueued' }, outcome.jobId)
-            : await this.#reply(delivery, { status: 'duplicate', dedupe_key: args.dedupeKey });
+            : await this.#reply(delivery, { status: 'duplicate', dedupe_key: args.dedupeKey }));
         if (replied) this.#ack(delivery, args, outcome);
         return;
       }
@@ -316,8 +318,9 @@ export class Pipeline {
     body: Readonly<Record<string, unknown>>,
     jobId?: string,
   ): Promise<boolean> {
-    const { replyTo, correlationId } = delivery.message.properties;
-    if (typeof replyTo !== 'string' || replyTo === '') return true;
+    const to = replyTo(delivery);
+    if (to === undefined) return true;
+    const { correlationId } = delivery.message.properties;
     // The job id goes in as the digits PostgREST sent: ids are BIGINT.
     const json = JSON.stringify(body);
     const content = Buffer.from(jobId === undefined ? json : `${json.slice(0, -1)},"job_id":${jobId}}`);
@@ -326,7 +329,7 @@ export class Pipeline {
       headers: { 'x-pgq-bridge-outcome': String(body.status) },
       ...(correlationId === undefined ? {} : { correlationId }),
     };
-    const sent = await this.#publishHolding(delivery, replyTo, content, options, 'reply_publish');
+    const sent = await this.#publishHolding(delivery, to, content, options, 'reply_publish');
     if (sent) this.#deps.metrics.replies.inc({ queue: delivery.source.queue, status: String(body.status) });
     return sent;
   }
@@ -477,4 +480,10 @@ function rpcReason(result: RpcResult, kind: 'rejected_by_rpc'): DeadLetterReason
     };
   }
   return { kind, reason: result.kind, message: describe(result) };
+}
+
+/** Where the publisher asked for the outcome to go, if anywhere. */
+function replyTo(delivery: Delivery): string | undefined {
+  const to: unknown = delivery.message.properties.replyTo;
+  return typeof to === 'string' && to !== '' ? to : undefined;
 }
