@@ -12,7 +12,7 @@ import { type Context, parties } from './scenarios.ts';
 /** The built bridge (dist/main.js) as a child process, draining a full queue. */
 
 export const POLL_MS = 50;
-export const STOP_GRACE_MS = 20_000;
+const STOP_GRACE_MS = 20_000;
 
 function bridgeConfig(rig: Rig, queue: string, options: BenchOptions): Record<string, unknown> {
   return {
@@ -26,12 +26,33 @@ function bridgeConfig(rig: Rig, queue: string, options: BenchOptions): Record<st
   };
 }
 
-export function startBridge(context: Context, queue: string): { bridge: BridgeProcess; pid: number } {
+export interface RunningBridge {
+  readonly bridge: BridgeProcess;
+  readonly pid: number;
+  /** performance.now() just before the process was spawned. */
+  readonly started: number;
+}
+
+/**
+ * Runs `measure` while the bridge consumes `queue`, then stops the bridge and deletes the queue
+ * however `measure` ended, so that neither weighs on the scenarios after it.
+ */
+export async function withBridge<T>(
+  context: Context,
+  queue: string,
+  measure: (running: RunningBridge) => Promise<T>,
+): Promise<T> {
+  const started = performance.now();
   const bridge = new BridgeProcess(bridgeConfig(context.rig, queue, context.options));
   context.cleanup.addChild('stop the bridge', bridge.child, STOP_GRACE_MS);
-  const pid = bridge.child.pid;
-  if (pid === undefined) throw new Error('the bridge process did not start');
-  return { bridge, pid };
+  try {
+    const pid = bridge.child.pid;
+    if (pid === undefined) throw new Error('the bridge process did not start');
+    return await measure({ bridge, pid, started });
+  } finally {
+    await stopChild(bridge.child, STOP_GRACE_MS);
+    await removeQueue(context.rig, queue);
+  }
 }
 
 export function exitedEarly(bridge: BridgeProcess): Error | undefined {
@@ -48,10 +69,7 @@ export async function drainScenario(context: Context): Promise<ScenarioResult> {
   await preload(rig, queue, options.messages, options.persistent, clock);
   const loadSeconds = elapsedSeconds(loadStarted);
   await rig.resetJobs();
-
-  const started = performance.now();
-  const { bridge, pid } = startBridge(context, queue);
-  try {
+  return withBridge(context, queue, async ({ bridge, pid, started }) => {
     const probe = new CpuProbe(parties(rig, pid));
     const rss = new RssSampler(pid);
     const deadline = started + options.drainTimeout * 1000;
@@ -66,11 +84,8 @@ export async function drainScenario(context: Context): Promise<ScenarioResult> {
         break;
       }
       const ids = await rig.idsTaken();
-      // Start-up ends with the first job: from here on the bridge's CPU is per-message work.
-      if (ids > 0 && startupCpuMicros === undefined) startupCpuMicros = procCpu(pid)?.selfMicros;
-      if (ids >= options.messages && (await rig.countJobs()) >= options.messages) {
-        if ((await readyCount(rig, queue)) === 0) break;
-      }
+      startupCpuMicros ??= startupCpu(pid, ids);
+      if (await allJobsDone(rig, queue, options.messages, ids)) break;
       await sleep(POLL_MS);
     }
     const seconds = elapsedSeconds(started);
@@ -79,7 +94,7 @@ export async function drainScenario(context: Context): Promise<ScenarioResult> {
     const jobs = await rig.countJobs();
     const check = await verifyDrain(rig, queue, options.messages, timedOut);
     const bridgeCpu = cpu.bridge ?? 0;
-    const workCpu = startupCpuMicros === undefined ? undefined : bridgeCpu - startupCpuMicros;
+    const work = workCpu(startupCpuMicros, bridgeCpu, jobs);
     return {
       name: 'drain',
       label: 'bridge drain',
@@ -94,37 +109,70 @@ export async function drainScenario(context: Context): Promise<ScenarioResult> {
           ? [`TIMED OUT after ${options.drainTimeout} s: ${jobs} of ${options.messages} jobs`]
           : []),
         ...check.problems,
-        `${options.messages} messages loaded in ${loadSeconds.toFixed(1)} s; timed from starting the bridge ` +
-          'until every job row exists and nothing is left in the queue',
-        ...(startupCpuMicros === undefined || workCpu === undefined
-          ? []
-          : [
-              `bridge start-up took ${(startupCpuMicros / 1000).toFixed(0)} ms of CPU; ` +
-                `after it, ${(workCpu / Math.max(1, jobs)).toFixed(0)} µs per message`,
-            ]),
-        ...(check.rowsWindowJobsPerSecond === undefined
-          ? []
-          : [`${check.rowsWindowJobsPerSecond.toFixed(0)} jobs/s from the first job row to the last`]),
+        `${options.messages} messages loaded in ${loadSeconds.toFixed(1)} s; ${TIMED_UNTIL_DONE}`,
+        ...work.notes,
+        ...rowsWindowNotes(check),
       ],
       details: {
         queue,
         loaded: options.messages,
         loadSeconds,
-        startupCpuMicros,
-        workCpuMicrosPerJob: workCpu === undefined ? undefined : workCpu / Math.max(1, jobs),
-        duplicates: check.duplicates,
-        unackedAtEnd: check.unackedAtEnd,
-        rowsWindowSeconds: check.rowsWindowSeconds,
-        rowsWindowJobsPerSecond: check.rowsWindowJobsPerSecond,
+        ...work.details,
+        ...checkDetails(check),
       },
     };
-  } finally {
-    await stopChild(bridge.child, STOP_GRACE_MS);
-    await removeQueue(rig, queue);
-  }
+  });
 }
 
-interface DrainCheck {
+export const TIMED_UNTIL_DONE =
+  'timed from starting the bridge until every job row exists and nothing is left in the queue';
+
+/**
+ * The bridge's CPU when it took its first job, or undefined before: start-up ends there, and
+ * from then on its CPU is per-message work.
+ */
+export function startupCpu(pid: number, ids: number): number | undefined {
+  return ids > 0 ? procCpu(pid)?.selfMicros : undefined;
+}
+
+/** Every message is a job row and nothing is ready in the queue; `ids` is a fresh rig.idsTaken(). */
+export async function allJobsDone(rig: Rig, queue: string, expected: number, ids: number): Promise<boolean> {
+  return ids >= expected && (await rig.countJobs()) >= expected && (await readyCount(rig, queue)) === 0;
+}
+
+/** The bridge's CPU split into start-up and the work per message after it. */
+export function workCpu(
+  startupCpuMicros: number | undefined,
+  bridgeCpuMicros: number,
+  jobs: number,
+): { notes: string[]; details: Record<string, number | undefined> } {
+  if (startupCpuMicros === undefined) return { notes: [], details: {} };
+  const perJob = (bridgeCpuMicros - startupCpuMicros) / Math.max(1, jobs);
+  return {
+    notes: [
+      `bridge start-up took ${(startupCpuMicros / 1000).toFixed(0)} ms of CPU; ` +
+        `after it, ${perJob.toFixed(0)} µs per message`,
+    ],
+    details: { startupCpuMicros, workCpuMicrosPerJob: perJob },
+  };
+}
+
+export function rowsWindowNotes(check: DrainCheck): string[] {
+  return check.rowsWindowJobsPerSecond === undefined
+    ? []
+    : [`${check.rowsWindowJobsPerSecond.toFixed(0)} jobs/s from the first job row to the last`];
+}
+
+export function checkDetails(check: DrainCheck): Record<string, number | undefined> {
+  return {
+    duplicates: check.duplicates,
+    unackedAtEnd: check.unackedAtEnd,
+    rowsWindowSeconds: check.rowsWindowSeconds,
+    rowsWindowJobsPerSecond: check.rowsWindowJobsPerSecond,
+  };
+}
+
+export interface DrainCheck {
   readonly problems: string[];
   readonly duplicates: number;
   readonly unackedAtEnd: number | undefined;
@@ -134,7 +182,7 @@ interface DrainCheck {
 }
 
 /** Every message became exactly one job, and nothing is left unacked. */
-async function verifyDrain(
+export async function verifyDrain(
   rig: Rig,
   queue: string,
   expected: number,

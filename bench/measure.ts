@@ -1,4 +1,4 @@
-import { machineCpu, procCpu, procMemory, treeCpuMicros } from './procs.ts';
+import { machineCpu, type ProcMemory, procCpu, procMemory, treeCpuMicros } from './procs.ts';
 
 /** Parties whose CPU is measured in each scenario. */
 export interface Parties {
@@ -104,9 +104,11 @@ export class RssSampler {
     this.#pid = pid;
   }
 
-  sample(): void {
+  /** The reading, for callers that keep a series as well; undefined once the process is gone. */
+  sample(): ProcMemory | undefined {
     const memory = procMemory(this.#pid);
     if (memory !== undefined) this.#peak = Math.max(this.#peak, memory.rssBytes, memory.peakRssBytes);
+    return memory;
   }
 
   get peakBytes(): number {

@@ -9,6 +9,7 @@ import { decodeMessage, type EnqueueArgs } from '../src/message.ts';
  */
 
 export const ENTRYPOINT = 'bench.job';
+export const CONTENT_TYPE = 'application/json';
 const PAYLOAD = '{"order":123456,"sku":"SKU-0001","qty":2,"note":"benchmark job"}';
 
 function headersJson(mid: number, publishedAtMs: number): string {

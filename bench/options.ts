@@ -6,7 +6,10 @@ import { parseArgs } from 'node:util';
  * (2-core) machine: the whole default run stays within a few minutes.
  */
 
-export const SCENARIOS = ['database', 'rpc', 'naive', 'drain', 'steady'] as const;
+/** The default run. */
+export const DEFAULT_SCENARIOS = ['database', 'rpc', 'naive', 'drain', 'steady'] as const;
+/** Every scenario, in the order they run; the soak only on request, since it alone takes minutes. */
+export const SCENARIOS = [...DEFAULT_SCENARIOS, 'soak'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface BenchOptions {
@@ -26,6 +29,8 @@ export interface BenchOptions {
   readonly steadyWarmup: number;
   /** Longest wait for the bridge to drain its queue before the run is recorded as timed out. */
   readonly drainTimeout: number;
+  /** Messages fed to the bridge in the memory soak. */
+  readonly soakMessages: number;
   readonly persistent: boolean;
   /** Run the bridge in batch mode (bulk function) instead of one job per call. */
   readonly batch: boolean;
@@ -44,7 +49,9 @@ export const USAGE = `usage: npm run bench -- [options]      (each option also a
   --steady-duration S   seconds of steady publishing (default 20)
   --steady-warmup N     messages the bridge handles before the steady measurement (default 5000; 0 = cold)
   --drain-timeout S     give up on the drain after this long (default 300)
-  --scenarios LIST      comma-separated subset of ${SCENARIOS.join(',')} (default all)
+  --soak-messages N     messages fed to the bridge in the memory soak (default 1000000;
+                        npm run bench:soak runs the soak alone, in batch mode)
+  --scenarios LIST      comma-separated subset of ${SCENARIOS.join(',')} (default ${DEFAULT_SCENARIOS.join(',')})
   --transient           publish non-persistent messages (default persistent)
   --batch               run the bridge in batch mode (bulk function; default one job per call)
   --no-build            use the existing dist/ instead of running npm run build first
@@ -67,6 +74,7 @@ export function parseOptions(argv: readonly string[], env: Env = process.env): B
       'steady-duration': { type: 'string' },
       'steady-warmup': { type: 'string' },
       'drain-timeout': { type: 'string' },
+      'soak-messages': { type: 'string' },
       scenarios: { type: 'string' },
       transient: { type: 'boolean' },
       batch: { type: 'boolean' },
@@ -104,6 +112,7 @@ export function parseOptions(argv: readonly string[], env: Env = process.env): B
     steadyDuration: int('steady-duration', 20, 1, 600),
     steadyWarmup: int('steady-warmup', 5000, 0, 1_000_000),
     drainTimeout: int('drain-timeout', 300, 10, 3600),
+    soakMessages: int('soak-messages', 1_000_000, 1000, 100_000_000),
     persistent: !(values.transient ?? env.BENCH_TRANSIENT === '1'),
     batch: values.batch ?? env.BENCH_BATCH === '1',
     build: !(values['no-build'] ?? env.BENCH_NO_BUILD === '1'),
@@ -113,7 +122,7 @@ export function parseOptions(argv: readonly string[], env: Env = process.env): B
 }
 
 function parseScenarios(text: string | undefined): readonly ScenarioName[] {
-  if (text === undefined) return SCENARIOS;
+  if (text === undefined) return DEFAULT_SCENARIOS;
   const names = text
     .split(',')
     .map((name) => name.trim())

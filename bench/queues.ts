@@ -1,7 +1,7 @@
 import { uniqueName } from '../test/support/rabbit.ts';
 import type { Cleanup } from './cleanup.ts';
 import type { EpochClock } from './measure.ts';
-import { envelope } from './messages.ts';
+import { CONTENT_TYPE, envelope } from './messages.ts';
 import type { Rig } from './rig.ts';
 
 const BATCH = 5000;
@@ -32,16 +32,36 @@ export async function preload(
   persistent: boolean,
   clock: EpochClock,
 ): Promise<void> {
-  for (let first = 0; first < count; first += BATCH) {
-    const size = Math.min(BATCH, count - first);
+  await publishEnvelopes(rig, queue, { first: 0, count, persistent }, clock);
+  const ready = await readyCount(rig, queue);
+  if (ready !== count) throw new Error(`queue ${queue} holds ${ready} ready messages after loading ${count}`);
+}
+
+export interface EnvelopeRange {
+  /** Sequence number (`mid`) of the first envelope; the rest follow one by one. */
+  readonly first: number;
+  readonly count: number;
+  readonly persistent: boolean;
+}
+
+/**
+ * Publishes envelopes with confirms, BATCH at a time, so that neither this process nor the
+ * client library ever holds more than one batch of bodies.
+ */
+export async function publishEnvelopes(
+  rig: Rig,
+  queue: string,
+  { first, count, persistent }: EnvelopeRange,
+  clock: EpochClock,
+): Promise<void> {
+  for (let offset = 0; offset < count; offset += BATCH) {
+    const size = Math.min(BATCH, count - offset);
     const batch = Array.from({ length: size }, (_, i) => ({
-      body: envelope(first + i, clock.nowMs()),
-      options: { persistent, contentType: 'application/json' },
+      body: envelope(first + offset + i, clock.nowMs()),
+      options: { persistent, contentType: CONTENT_TYPE },
     }));
     await rig.broker.publish(queue, batch);
   }
-  const ready = await readyCount(rig, queue);
-  if (ready !== count) throw new Error(`queue ${queue} holds ${ready} ready messages after loading ${count}`);
 }
 
 /** Messages ready in the queue (not counting those delivered and unacked). */

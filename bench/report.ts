@@ -167,7 +167,7 @@ export function formatReport(report: Report): string {
       `${options.persistent ? 'persistent' : 'transient'} messages`,
     '',
     main,
-    '  client CPU = the bridge in drain and steady; this process, as the client, in the others.',
+    '  client CPU = the bridge in drain, steady and soak; this process, as the client, in the others.',
     ...(latencyKinds.length > 0 ? [`  p50/p99 of: ${latencyKinds.join('; ')}.`] : []),
     '',
     cpu,

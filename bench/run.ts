@@ -7,13 +7,14 @@ import { formatReport, machineFacts, type Report, writeReport } from './report.t
 import type { ScenarioResult } from './results.ts';
 import { build, checkBuilt, startRig } from './rig.ts';
 import { type Context, databaseScenario, naiveScenario, rpcScenario, warmUp } from './scenarios.ts';
+import { soakScenario } from './soak.ts';
 import { steadyScenario } from './steady.ts';
 
 /**
  * Throughput of the bridge against its ceilings, all in one run on one database and one RPC
  * endpoint: the database alone, the RPC endpoint alone, a naive prefetch-1 consumer, the bridge
- * draining a full queue, and the bridge at a steady publish rate. Prints a table and writes the
- * results as JSON.
+ * draining a full queue, and the bridge at a steady publish rate; on request, a memory soak of
+ * the bridge over a million messages. Prints a table and writes the results as JSON.
  *
  *   npm run bench -- --help
  */
@@ -24,7 +25,11 @@ const RUNNERS: Readonly<Record<ScenarioName, (context: Context) => Promise<Scena
   naive: naiveScenario,
   drain: drainScenario,
   steady: steadyScenario,
+  soak: soakScenario,
 };
+
+/** The scenarios that run dist/main.js, which must be built first. */
+const BRIDGE_SCENARIOS: ReadonlySet<ScenarioName> = new Set(['drain', 'steady', 'soak']);
 
 /** How long a scenario waits for other work on the machine to finish before it runs anyway. */
 const QUIET_WAIT_MS = 30_000;
@@ -52,7 +57,7 @@ async function main(argv: readonly string[]): Promise<number> {
     });
   }
   try {
-    const needsBridge = options.scenarios.includes('drain') || options.scenarios.includes('steady');
+    const needsBridge = options.scenarios.some((name) => BRIDGE_SCENARIOS.has(name));
     if (needsBridge && options.build) build();
     if (needsBridge) checkBuilt();
     checkEncoding();

@@ -1,11 +1,10 @@
 import type { ConfirmChannel } from 'amqplib';
 import type { BridgeProcess } from '../test/support/bridge-process.ts';
-import { exitedEarly, POLL_MS, STOP_GRACE_MS, startBridge } from './bridge.ts';
-import { stopChild } from './cleanup.ts';
+import { exitedEarly, POLL_MS, withBridge } from './bridge.ts';
 import { CpuProbe, elapsedSeconds, RssSampler, sleep } from './measure.ts';
-import { envelope } from './messages.ts';
+import { CONTENT_TYPE, envelope } from './messages.ts';
 import { procCpu } from './procs.ts';
-import { freshQueue, removeQueue } from './queues.ts';
+import { freshQueue, publishEnvelopes } from './queues.ts';
 import { type Latency, rate, type ScenarioResult } from './results.ts';
 import type { Rig } from './rig.ts';
 import { type Context, parties } from './scenarios.ts';
@@ -17,25 +16,16 @@ import { type Context, parties } from './scenarios.ts';
  * keeps that transient out of the steady-state numbers (--steady-warmup 0 measures it).
  */
 
-const CONTENT_TYPE = 'application/json';
-
 export async function steadyScenario(context: Context): Promise<ScenarioResult> {
   const { rig, options, clock } = context;
   const queue = await freshQueue(rig, context.cleanup, 'steady');
   await rig.resetJobs();
-  const { bridge, pid } = startBridge(context, queue);
-  try {
+  return withBridge(context, queue, async ({ bridge, pid }) => {
     await bridge.waitUntilReady(30_000);
     const startupCpuMicros = procCpu(pid)?.selfMicros;
     const warmup = options.steadyWarmup;
     if (warmup > 0) {
-      await rig.broker.publish(
-        queue,
-        Array.from({ length: warmup }, (_, i) => ({
-          body: envelope(i, clock.nowMs()),
-          options: { persistent: options.persistent, contentType: CONTENT_TYPE },
-        })),
-      );
+      await publishEnvelopes(rig, queue, { first: 0, count: warmup, persistent: options.persistent }, clock);
       if (!(await waitForJobs(rig, bridge, warmup, 60_000))) {
         throw new Error(`the warm-up's ${warmup} messages did not all become jobs within 60 s`);
       }
@@ -108,10 +98,7 @@ export async function steadyScenario(context: Context): Promise<ScenarioResult> 
         startupCpuMicros,
       },
     };
-  } finally {
-    await stopChild(bridge.child, STOP_GRACE_MS);
-    await removeQueue(rig, queue);
-  }
+  });
 }
 
 async function waitForJobs(
