@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { DEFAULT_BATCH_MAX_SIZE } from '../src/config.ts';
 import { type CpuUse, QUIET_THRESHOLD } from './measure.ts';
 import type { BenchOptions } from './options.ts';
 import type { ScenarioResult } from './results.ts';
@@ -133,7 +134,8 @@ export function formatReport(report: Report): string {
   const derived: string[] = [];
   const drain = byName.get('drain');
   const rpcP50 = rpc?.latency?.p50Ms;
-  if (drain !== undefined && drain.jobsPerSecond > 0 && rpcP50 !== undefined) {
+  // In batch mode a slot carries a whole batch, so the per-message cycle says nothing.
+  if (drain !== undefined && drain.jobsPerSecond > 0 && rpcP50 !== undefined && !options.batch) {
     // Little's law: with every slot busy, each one finishes a message every concurrency / rate.
     const cycleMs = (1000 * options.concurrency) / drain.jobsPerSecond;
     derived.push(
@@ -163,7 +165,7 @@ export function formatReport(report: Report): string {
     `machine: ${machine.cores} cores (${machine.cpuModel}), Node ${machine.node}, PostgreSQL ${machine.postgres}, RabbitMQ ${machine.rabbitmq}`,
     `load average at start ${machine.loadAverage.join(' ')}, background busy ${(100 * machine.backgroundBusy).toFixed(0)}% of all cores` +
       (machine.backgroundBusy > QUIET_THRESHOLD ? '  ← other work was running; numbers are skewed' : ''),
-    `concurrency ${options.concurrency}, prefetch ${options.prefetch ?? `${options.concurrency} (bridge default)`}, RPC db-pool 10, ` +
+    `${options.batch ? 'batch mode' : 'single mode'}, concurrency ${options.concurrency}, prefetch ${options.prefetch ?? `${defaultPrefetch(options)} (bridge default)`}, RPC db-pool 10, ` +
       `${options.persistent ? 'persistent' : 'transient'} messages`,
     '',
     main,
@@ -188,4 +190,8 @@ export function writeReport(report: Report, outDir: string): string {
   const file = join(outDir, `${report.startedAt.replaceAll(':', '-')}.json`);
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   return file;
+}
+
+function defaultPrefetch(options: BenchOptions): number {
+  return options.batch ? options.concurrency * DEFAULT_BATCH_MAX_SIZE : options.concurrency;
 }

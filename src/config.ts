@@ -23,6 +23,9 @@ const httpUrl = z
     'Base URL of PostgREST; the bridge posts to {url}/rpc/{function}. Env: PGQ_BRIDGE_POSTGREST_URL.',
   );
 
+/** Also what the benchmark reports as batch mode's default prefetch (concurrency × this). */
+export const DEFAULT_BATCH_MAX_SIZE = 100;
+
 const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a plain SQL identifier');
 
 const sourceSchema = z
@@ -251,7 +254,13 @@ export const configSchema = z
             'Group deliveries into calls of the bulk function (sql/install-batch.sql). Default: one job per call.',
           ),
         function: identifier.default('fn_pgqueuer_enqueue_batch').describe('Name of the bulk function.'),
-        maxSize: z.number().int().min(1).max(10_000).default(100).describe('Most jobs in one bulk call.'),
+        maxSize: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(DEFAULT_BATCH_MAX_SIZE)
+          .describe('Most jobs in one bulk call.'),
         lingerMs: z
           .number()
           .int()
