@@ -17,6 +17,7 @@ import { classify } from '../../src/outcome.ts';
 import { interpretBatchResponse } from '../../src/rpc.ts';
 import {
   adminPool,
+  asRole,
   createScratchDatabase,
   ensureRoles,
   INSTALL_SQL,
@@ -71,28 +72,6 @@ function assertConsecutive(ids: readonly string[]): void {
 
 function jobsBody(elements: readonly string[]): string {
   return `{"jobs":[${elements.join(',')}]}`;
-}
-
-/** Runs `sql` as `role` in a transaction that is committed. */
-async function asRole<T extends pg.QueryResultRow>(
-  db: ScratchDatabase,
-  role: string,
-  sql: string,
-  values: unknown[] = [],
-): Promise<T[]> {
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query(`SET LOCAL ROLE ${client.escapeIdentifier(role)}`);
-    const { rows } = await client.query<T>(sql, values);
-    await client.query('COMMIT');
-    return rows;
-  } catch (error: unknown) {
-    await client.query('ROLLBACK');
-    throw error;
-  } finally {
-    client.release();
-  }
 }
 
 async function callSql(

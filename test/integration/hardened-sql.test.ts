@@ -12,13 +12,13 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
-import type pg from 'pg';
 import type { App } from '../../src/app.ts';
 import { classify, type OutcomeKind } from '../../src/outcome.ts';
 import { interpretResponse } from '../../src/rpc.ts';
 import { startApp } from '../support/app.ts';
 import {
   adminPool,
+  asRole,
   connectionString,
   createScratchDatabase,
   ensureRoles,
@@ -73,26 +73,16 @@ async function procAttributes(db: ScratchDatabase, fn: string): Promise<ProcRow 
     : { ...row, acl: row.acl.sort((a, b) => a.grantee.localeCompare(b.grantee)) };
 }
 
-/** Runs `sql` as `role` in a transaction that is committed. */
-async function asRole<T extends pg.QueryResultRow>(
-  db: ScratchDatabase,
-  role: string,
-  sql: string,
-): Promise<T[]> {
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query(`SET LOCAL ROLE ${client.escapeIdentifier(role)}`);
-    const { rows } = await client.query<T>(sql);
-    await client.query('COMMIT');
-    return rows;
-  } catch (error: unknown) {
-    await client.query('ROLLBACK');
-    throw error;
-  } finally {
-    client.release();
-  }
-}
+/** What install-hardened.sql makes of the function, wherever it is installed. */
+const HARDENED_ATTRIBUTES = {
+  security_definer: true,
+  config: ['search_path=pg_catalog, pg_temp'],
+  owner: ROLES.owner,
+  acl: [
+    { grantee: ROLES.api, privilege: 'EXECUTE' },
+    { grantee: ROLES.owner, privilege: 'EXECUTE' },
+  ].sort((a, b) => a.grantee.localeCompare(b.grantee)),
+};
 
 function permissionDenied(pattern: RegExp): (error: unknown) => boolean {
   return (error) => {
@@ -259,15 +249,7 @@ describe('sql/install-hardened.sql', { timeout: 120_000 }, () => {
     });
 
     test('runs as the owner role with a fixed search_path, and only the API role may execute it', async () => {
-      assert.deepEqual(await procAttributes(db, 'public.fn_pgqueuer_enqueue'), {
-        security_definer: true,
-        config: ['search_path=pg_catalog, pg_temp'],
-        owner: ROLES.owner,
-        acl: [
-          { grantee: ROLES.api, privilege: 'EXECUTE' },
-          { grantee: ROLES.owner, privilege: 'EXECUTE' },
-        ].sort((a, b) => a.grantee.localeCompare(b.grantee)),
-      });
+      assert.deepEqual(await procAttributes(db, 'public.fn_pgqueuer_enqueue'), HARDENED_ATTRIBUTES);
       const { rows } = await db.pool.query(
         `SELECT has_function_privilege($1, $3, 'EXECUTE') AS other, has_function_privilege($2, $3, 'EXECUTE') AS anon`,
         [ROLES.other, ROLES.anon, `public.fn_pgqueuer_enqueue${SIGNATURE}`],
@@ -573,15 +555,7 @@ describe('sql/install-hardened.sql', { timeout: 120_000 }, () => {
         [answer.body],
       );
       assert.deepEqual(rows, [{ entrypoint: 'anything.goes', priority: -3, bytes: 2048, logged: 'queued' }]);
-      assert.deepEqual(await procAttributes(db, 'api.enqueue_job'), {
-        security_definer: true,
-        config: ['search_path=pg_catalog, pg_temp'],
-        owner: ROLES.owner,
-        acl: [
-          { grantee: ROLES.api, privilege: 'EXECUTE' },
-          { grantee: ROLES.owner, privilege: 'EXECUTE' },
-        ].sort((a, b) => a.grantee.localeCompare(b.grantee)),
-      });
+      assert.deepEqual(await procAttributes(db, 'api.enqueue_job'), HARDENED_ATTRIBUTES);
       const defaults = await db.pool.query(
         `SELECT to_regproc('public.fn_pgqueuer_enqueue') IS NULL AS absent`,
       );

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { after, describe, test } from 'node:test';
-import type pg from 'pg';
 import {
   adminPool,
+  asRole,
   createScratchDatabase,
   ensureRoles,
   INSTALL_SQL,
@@ -31,28 +31,6 @@ interface Installation {
   readonly queue: string;
   readonly log: string;
   readonly role: string;
-}
-
-/** Runs `sql` as `role` in a transaction that is committed. */
-async function asRole<T extends pg.QueryResultRow>(
-  db: ScratchDatabase,
-  role: string,
-  sql: string,
-  values: unknown[] = [],
-): Promise<T[]> {
-  const client = await db.pool.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query(`SET LOCAL ROLE ${client.escapeIdentifier(role)}`);
-    const { rows } = await client.query<T>(sql, values);
-    await client.query('COMMIT');
-    return rows;
-  } catch (error: unknown) {
-    await client.query('ROLLBACK');
-    throw error;
-  } finally {
-    client.release();
-  }
 }
 
 async function assertInstalled(db: ScratchDatabase, installation: Installation): Promise<void> {

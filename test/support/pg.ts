@@ -127,6 +127,28 @@ async function ensureRole(client: pg.Client, role: RoleSpec): Promise<void> {
   }
 }
 
+/** Runs `sql` as `role` in a transaction that is committed. */
+export async function asRole<T extends pg.QueryResultRow>(
+  db: ScratchDatabase,
+  role: string,
+  sql: string,
+  values: unknown[] = [],
+): Promise<T[]> {
+  const client = await db.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(`SET LOCAL ROLE ${client.escapeIdentifier(role)}`);
+    const { rows } = await client.query<T>(sql, values);
+    await client.query('COMMIT');
+    return rows;
+  } catch (error: unknown) {
+    await client.query('ROLLBACK');
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
 export function isPgError(error: unknown, code: string): boolean {
   return error instanceof Error && 'code' in error && error.code === code;
 }
