@@ -94,20 +94,23 @@ export class Delivery {
 
   /** The ack goes out at the end of this event-loop turn, coalesced with the channel's others. */
   ack(): boolean {
-    return this.#settle((acks) => acks.ack(this.message));
+    if (!this.#claim()) return false;
+    this.#lease.acks.ack(this.message);
+    return true;
   }
 
   /** Returns the message to the queue. */
   requeue(): boolean {
-    return this.#settle((acks) => acks.requeue(this.message));
+    if (!this.#claim()) return false;
+    this.#lease.acks.requeue(this.message);
+    return true;
   }
 
   // Settles at most once, and only on the channel that delivered it: a delivery tag means
   // nothing on another channel, and acking it there could ack a different message.
-  #settle(action: (acks: ChannelAcks<ConsumeMessage>) => void): boolean {
+  #claim(): boolean {
     if (!this.live) return false;
     this.#settled = true;
-    action(this.#lease.acks);
     return true;
   }
 }
