@@ -1,7 +1,7 @@
 import type { ConsumeMessage } from 'amqplib';
 import amqp from 'amqplib';
 import type { Cleanup } from './cleanup.ts';
-import { databaseCeiling, directRpc, type LoadResult, rpcClient } from './load.ts';
+import { databaseCeiling, directRpc, type LoadOptions, type LoadResult, rpcClient } from './load.ts';
 import { CpuProbe, type EpochClock, type Parties, percentiles, sleep } from './measure.ts';
 import { decodeEnvelope } from './messages.ts';
 import type { BenchOptions } from './options.ts';
@@ -35,29 +35,38 @@ function latencyOf(result: LoadResult, what: string): Latency {
   return { p50Ms, p99Ms, maxMs, what };
 }
 
-export async function databaseScenario({ rig, options }: Context): Promise<ScenarioResult> {
+/** A ceiling: a load generator in this process, timed against the same jobs as the bridge. */
+async function ceiling(
+  { rig, options }: Context,
+  scenario: { name: 'database' | 'rpc'; label: string; what: string; how: string },
+  load: (limits: LoadOptions) => Promise<LoadResult>,
+): Promise<ScenarioResult> {
   await rig.resetJobs();
   const probe = new CpuProbe(parties(rig));
-  const result = await databaseCeiling(rig.db.name, {
+  const result = await load({
     concurrency: options.concurrency,
     maxJobs: options.messages,
     seconds: options.duration,
   });
   const cpu = probe.since();
   return {
-    name: 'database',
-    label: 'database ceiling',
+    name: scenario.name,
+    label: scenario.label,
     jobs: result.jobs,
     seconds: result.seconds,
     jobsPerSecond: rate(result.jobs, result.seconds),
-    latency: latencyOf(result, 'SQL call'),
+    latency: latencyOf(result, scenario.what),
     clientCpuMicrosPerJob: cpu.harness / Math.max(1, result.jobs),
     cpu,
-    notes: [
-      `${options.concurrency} connections, autocommit SELECT fn_pgqueuer_enqueue(...) as pgqapi`,
-      ...loadNotes(result),
-    ],
+    notes: [scenario.how, ...loadNotes(result)],
   };
+}
+
+export function databaseScenario(context: Context): Promise<ScenarioResult> {
+  const how = `${context.options.concurrency} connections, autocommit SELECT fn_pgqueuer_enqueue(...) as pgqapi`;
+  return ceiling(context, { name: 'database', label: 'database ceiling', what: 'SQL call', how }, (limits) =>
+    databaseCeiling(context.rig.db.name, limits),
+  );
 }
 
 /** Unmeasured calls so the RPC server's code is compiled before the first measured scenario uses it. */
@@ -65,26 +74,11 @@ export async function warmUp(rig: Rig, concurrency: number): Promise<void> {
   await directRpc(rig.rpcUrl, { concurrency, maxJobs: 3000, seconds: 20 });
 }
 
-export async function rpcScenario({ rig, options }: Context): Promise<ScenarioResult> {
-  await rig.resetJobs();
-  const probe = new CpuProbe(parties(rig));
-  const result = await directRpc(rig.rpcUrl, {
-    concurrency: options.concurrency,
-    maxJobs: options.messages,
-    seconds: options.duration,
-  });
-  const cpu = probe.since();
-  return {
-    name: 'rpc',
-    label: 'direct-RPC ceiling',
-    jobs: result.jobs,
-    seconds: result.seconds,
-    jobsPerSecond: rate(result.jobs, result.seconds),
-    latency: latencyOf(result, 'RPC call'),
-    clientCpuMicrosPerJob: cpu.harness / Math.max(1, result.jobs),
-    cpu,
-    notes: [`${options.concurrency} calls in flight with the bridge's RpcClient`, ...loadNotes(result)],
-  };
+export function rpcScenario(context: Context): Promise<ScenarioResult> {
+  const how = `${context.options.concurrency} calls in flight with the bridge's RpcClient`;
+  return ceiling(context, { name: 'rpc', label: 'direct-RPC ceiling', what: 'RPC call', how }, (limits) =>
+    directRpc(context.rig.rpcUrl, limits),
+  );
 }
 
 /**
