@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_BATCH_MAX_SIZE } from '../src/config.ts';
+import { DEFAULT_BATCH_MAX_SIZE, defaultPrefetch } from '../src/config.ts';
 import { type CpuUse, QUIET_THRESHOLD } from './measure.ts';
 import type { BenchOptions } from './options.ts';
 import type { ScenarioResult } from './results.ts';
@@ -160,12 +160,15 @@ export function formatReport(report: Report): string {
       : []),
     ...result.notes.map((note) => `  ${result.label}: ${note}`),
   ]);
+  const prefetch =
+    options.prefetch ??
+    `${defaultPrefetch(options.concurrency, options.batch ? DEFAULT_BATCH_MAX_SIZE : undefined)} (bridge default)`;
   const lines = [
     '',
     `machine: ${machine.cores} cores (${machine.cpuModel}), Node ${machine.node}, PostgreSQL ${machine.postgres}, RabbitMQ ${machine.rabbitmq}`,
     `load average at start ${machine.loadAverage.join(' ')}, background busy ${(100 * machine.backgroundBusy).toFixed(0)}% of all cores` +
       (machine.backgroundBusy > QUIET_THRESHOLD ? '  ← other work was running; numbers are skewed' : ''),
-    `${options.batch ? 'batch mode' : 'single mode'}, concurrency ${options.concurrency}, prefetch ${options.prefetch ?? `${defaultPrefetch(options)} (bridge default)`}, RPC db-pool 10, ` +
+    `${options.batch ? 'batch mode' : 'single mode'}, concurrency ${options.concurrency}, prefetch ${prefetch}, RPC db-pool 10, ` +
       `${options.persistent ? 'persistent' : 'transient'} messages`,
     '',
     main,
@@ -190,8 +193,4 @@ export function writeReport(report: Report, outDir: string): string {
   const file = join(outDir, `${report.startedAt.replaceAll(':', '-')}.json`);
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   return file;
-}
-
-function defaultPrefetch(options: BenchOptions): number {
-  return options.batch ? options.concurrency * DEFAULT_BATCH_MAX_SIZE : options.concurrency;
 }

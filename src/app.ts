@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { ackHoldFor } from './amqp/acks.ts';
 import type { ConnectFn, ConnectionSettings } from './amqp/connection.ts';
 import { AmqpConsumer } from './amqp/consumer.ts';
 import { ConfirmPublisher } from './amqp/publisher.ts';
@@ -36,9 +37,6 @@ export interface AppOverrides {
 
 /** Consecutive transient failures (no success between) that pause intake. */
 const PAUSE_AFTER_FAILURES = 5;
-
-/** About one bulk call's duration under load: long enough for the call ahead to return. */
-const BATCH_ACK_HOLD_MS = 20;
 
 /** Reads a PEM file named in the config; a failure names the key. */
 function readPem(path: string | undefined, key: string): Buffer | undefined {
@@ -115,10 +113,10 @@ export class App {
         onStateChange: () => this.#updateReady(),
       },
       logger,
-      // A bulk call answers for many deliveries at once, often before the call ahead of it has
-      // returned: holding their acks briefly lets them share one frame. In single mode the
-      // prefetch window is the concurrency, so a held ack would idle a slot.
-      { ackHoldMs: config.batch.enabled ? BATCH_ACK_HOLD_MS : 0, connect: overrides.connect },
+      {
+        ackHold: (source) => ackHoldFor(source, config.batch.enabled),
+        connect: overrides.connect,
+      },
     );
     this.#circuit = new Circuit({
       failureThreshold: PAUSE_AFTER_FAILURES,

@@ -23,8 +23,17 @@ const httpUrl = z
     'Base URL of PostgREST; the bridge posts to {url}/rpc/{function}. Env: PGQ_BRIDGE_POSTGREST_URL.',
   );
 
-/** Also what the benchmark reports as batch mode's default prefetch (concurrency × this). */
 export const DEFAULT_BATCH_MAX_SIZE = 100;
+
+/**
+ * A source's prefetch unless configured. Single mode: two deliveries per call in flight, so a
+ * call that returns finds its next message waiting instead of waiting a broker round trip, and
+ * acks can wait to share a frame (see amqp/acks.ts) without leaving a call idle. Batch mode:
+ * every bulk call in flight needs a full batch of deliveries to draw from.
+ */
+export function defaultPrefetch(concurrency: number, batchMaxSize: number | undefined): number {
+  return concurrency * (batchMaxSize ?? 3);
+}
 
 const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a plain SQL identifier');
 
@@ -51,7 +60,7 @@ const sourceSchema = z
       .max(65535)
       .optional()
       .describe(
-        'AMQP prefetch for this source; at least its concurrency. Default: its concurrency (batch mode: concurrency × batch.maxSize).',
+        'AMQP prefetch for this source; at least its concurrency. Default: 3 × its concurrency (batch mode: concurrency × batch.maxSize).',
       ),
     deadLetterQueue: z
       .string()
@@ -413,9 +422,9 @@ function resolve(parsed: ParsedConfig): Config {
   const problems: string[] = [];
   const sources = parsed.sources.map((source, index): SourceConfig => {
     const concurrency = source.concurrency ?? parsed.concurrency;
-    // In batch mode every bulk call in flight needs a full batch of deliveries to draw from.
     const prefetch =
-      source.prefetch ?? (parsed.batch.enabled ? concurrency * parsed.batch.maxSize : concurrency);
+      source.prefetch ??
+      defaultPrefetch(concurrency, parsed.batch.enabled ? parsed.batch.maxSize : undefined);
     if (prefetch < concurrency)
       problems.push(`sources.${index}.prefetch: must be at least the concurrency (${concurrency})`);
     const deadLetterQueue = source.deadLetterQueue ?? `${source.queue}.dead`;

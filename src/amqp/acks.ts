@@ -11,10 +11,10 @@
  * stays as small as the prefetch window. The named tag is always one being acked now, so the
  * broker still holds it (naming a tag it no longer holds closes the channel).
  *
- * Acks above that delivery can wait up to `holdMs` for it to finish, so that they too go out in
- * one frame. Worth it when many deliveries finish together out of order (a bulk call returns a
- * hundred at once while the one before it is still running); not with one job per call, where
- * the prefetch window is the concurrency and an ack held back is a slot left idle.
+ * Acks can also wait, up to `hold.ms`, to share a frame: until `hold.batch` of them are waiting,
+ * and, above the lowest delivery in flight, until that one finishes too (a bulk call returns a
+ * hundred at once while the one before it is still running). A waiting ack keeps its prefetch
+ * slot, so they may only wait for as many as the prefetch leaves spare: see `ackHoldFor`.
  *
  * Requeues are sent at once: nothing gains from delaying them, and a tag nacked individually is
  * no longer outstanding, so a later `multiple` ack passes over it.
@@ -23,6 +23,34 @@
 export interface AckSink<M> {
   ack(message: M, multiple: boolean): void;
   requeue(message: M): void;
+}
+
+/** How acks wait to share frames; without one they go out at the end of every event-loop turn. */
+export interface AckHold {
+  /** Longest an ack waits. */
+  readonly ms: number;
+  /** Acks wait until this many are waiting. */
+  readonly batch: number;
+}
+
+/** Longest an ack waits: about one bulk call under load, several single calls. */
+const ACK_HOLD_MS = 20;
+
+/**
+ * How a source's acks wait. Every ack frame costs the bridge a socket write and the broker a
+ * frame to parse and settle, the broker's largest per-message cost after the delivery itself.
+ * Waiting acks keep their prefetch slots: in single mode they may fill half of the slots the
+ * prefetch leaves beyond the calls in flight, so a call that returns still finds a delivery
+ * waiting; with none spare, acks go out every turn. In batch mode a bulk call answers for many
+ * deliveries at once, and its acks wait only for the call ahead of it.
+ */
+export function ackHoldFor(
+  source: { readonly prefetch: number; readonly concurrency: number },
+  batchMode: boolean,
+): AckHold | undefined {
+  if (batchMode) return { ms: ACK_HOLD_MS, batch: 1 };
+  const spare = source.prefetch - source.concurrency;
+  return spare > 1 ? { ms: ACK_HOLD_MS, batch: Math.floor(spare / 2) } : undefined;
 }
 
 export interface AckTiming {
@@ -44,7 +72,7 @@ const realTiming: AckTiming = {
 
 export class ChannelAcks<M extends { readonly fields: { readonly deliveryTag: number } }> {
   readonly #sink: AckSink<M>;
-  readonly #holdMs: number;
+  readonly #hold: AckHold | undefined;
   readonly #timing: AckTiming;
   /** Delivered and neither acked nor requeued; delivery tags rise, so the first is the lowest. */
   readonly #unsettled = new Set<number>();
@@ -53,9 +81,9 @@ export class ChannelAcks<M extends { readonly fields: { readonly deliveryTag: nu
   #cancelHold: (() => void) | undefined;
   #closed = false;
 
-  constructor(sink: AckSink<M>, holdMs = 0, timing: AckTiming = realTiming) {
+  constructor(sink: AckSink<M>, hold?: AckHold, timing: AckTiming = realTiming) {
     this.#sink = sink;
-    this.#holdMs = holdMs;
+    this.#hold = hold;
     this.#timing = timing;
   }
 
@@ -71,7 +99,9 @@ export class ChannelAcks<M extends { readonly fields: { readonly deliveryTag: nu
     this.#scheduled = true;
     this.#timing.endOfTurn(() => {
       this.#scheduled = false;
-      this.#send(this.#holdMs > 0);
+      const hold = this.#hold;
+      if (hold !== undefined && this.#pending.length < hold.batch) this.#waitAtMost(hold.ms);
+      else this.#send(hold);
     });
   }
 
@@ -83,10 +113,11 @@ export class ChannelAcks<M extends { readonly fields: { readonly deliveryTag: nu
 
   /** Sends every ack not sent yet. Also called before the channel is closed. */
   flush(): void {
-    this.#send(false);
+    this.#send(undefined);
   }
 
-  #send(holdAbove: boolean): void {
+  /** Sends what may go now; with a hold, acks above the lowest delivery in flight wait for it. */
+  #send(hold: AckHold | undefined): void {
     if (this.#closed) return;
     const floor = this.#lowestUnsettled();
     const held: M[] = [];
@@ -97,7 +128,7 @@ export class ChannelAcks<M extends { readonly fields: { readonly deliveryTag: nu
       if (tag < floor) {
         below++;
         if (highestBelow === undefined || tag > highestBelow.fields.deliveryTag) highestBelow = message;
-      } else if (holdAbove) {
+      } else if (hold !== undefined) {
         held.push(message);
       } else {
         this.#sink.ack(message, false);
@@ -108,12 +139,17 @@ export class ChannelAcks<M extends { readonly fields: { readonly deliveryTag: nu
     if (held.length === 0) {
       this.#cancelHold?.();
       this.#cancelHold = undefined;
-    } else {
-      this.#cancelHold ??= this.#timing.after(this.#holdMs, () => {
-        this.#cancelHold = undefined;
-        this.#send(false);
-      });
+    } else if (hold !== undefined) {
+      this.#waitAtMost(hold.ms);
     }
+  }
+
+  /** Sends everything once the longest-waiting ack has waited `ms` (unless sent before). */
+  #waitAtMost(ms: number): void {
+    this.#cancelHold ??= this.#timing.after(ms, () => {
+      this.#cancelHold = undefined;
+      this.#send(undefined);
+    });
   }
 
   /** The channel is gone: its tags mean nothing any more, and the broker requeues them. */

@@ -4,7 +4,7 @@ import type { SourceConfig } from '../config.ts';
 import { toError } from '../errors.ts';
 import { backoffDelay } from '../outcome.ts';
 import { sleep } from '../sleep.ts';
-import { ChannelAcks } from './acks.ts';
+import { type AckHold, ChannelAcks } from './acks.ts';
 import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './connection.ts';
 
 /**
@@ -32,7 +32,7 @@ interface Lease {
   readonly lost: AbortController;
 }
 
-function openLease(channel: Channel, ackHoldMs: number): Lease {
+function openLease(channel: Channel, ackHold: AckHold | undefined): Lease {
   // amqplib throws synchronously when the channel is closing; the broker then requeues the
   // message, so there is nothing left to do.
   const acks = new ChannelAcks<ConsumeMessage>(
@@ -48,7 +48,7 @@ function openLease(channel: Channel, ackHoldMs: number): Lease {
         } catch {}
       },
     },
-    ackHoldMs,
+    ackHold,
   );
   return { channel, acks, open: true, lost: new AbortController() };
 }
@@ -116,8 +116,8 @@ export class Delivery {
 }
 
 export interface ConsumerOptions {
-  /** How long acks may wait for an earlier delivery to finish, to share its ack frame (see acks.ts). */
-  readonly ackHoldMs?: number;
+  /** How a source's acks wait to share frames (see acks.ts); by default they don't. */
+  readonly ackHold?: (source: SourceConfig) => AckHold | undefined;
   readonly connect?: ConnectFn | undefined;
 }
 
@@ -141,7 +141,7 @@ export class AmqpConsumer {
   readonly #events: ConsumerEvents;
   readonly #logger: Logger;
   readonly #settings: ConnectionSettings;
-  readonly #ackHoldMs: number;
+  readonly #ackHold: ConsumerOptions['ackHold'];
   readonly #stopReopening = new AbortController();
   #connection: ChannelModel | undefined;
   #paused = false;
@@ -155,7 +155,7 @@ export class AmqpConsumer {
     options: ConsumerOptions = {},
   ) {
     this.#settings = settings;
-    this.#ackHoldMs = options.ackHoldMs ?? 0;
+    this.#ackHold = options.ackHold;
     this.#events = events;
     this.#logger = logger;
     this.#sources = sources.map((config) => ({
@@ -248,7 +248,7 @@ export class AmqpConsumer {
   async #openSource(connection: ChannelModel, source: SourceState): Promise<void> {
     const { config } = source;
     const channel = await connection.createChannel();
-    const lease = openLease(channel, this.#ackHoldMs);
+    const lease = openLease(channel, this.#ackHold?.(config));
     // A channel error (precondition failed, queue deleted, consumer timeout) must not crash the process.
     channel.on('error', (error: Error) =>
       this.#logger.error({ err: error, queue: config.queue }, 'channel closed by the broker'),

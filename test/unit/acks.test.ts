@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type AckSink, ChannelAcks } from '../../src/amqp/acks.ts';
+import { type AckHold, type AckSink, ackHoldFor, ChannelAcks } from '../../src/amqp/acks.ts';
 
 interface Message {
   readonly fields: { readonly deliveryTag: number };
@@ -39,7 +39,7 @@ class Broker implements AckSink<Message> {
 }
 
 /** Time in the hands of the test: it decides where an event-loop turn ends and when a hold expires. */
-function setup(holdMs = 0): {
+function setup(ackHold?: AckHold): {
   broker: Broker;
   acks: ChannelAcks<Message>;
   endTurn: () => void;
@@ -48,13 +48,13 @@ function setup(holdMs = 0): {
   const broker = new Broker();
   let turn: (() => void) | undefined;
   let hold: (() => void) | undefined;
-  const acks = new ChannelAcks<Message>(broker, holdMs, {
+  const acks = new ChannelAcks<Message>(broker, ackHold, {
     endOfTurn: (flush) => {
       assert.equal(turn, undefined, 'one flush scheduled per turn');
       turn = flush;
     },
     after: (ms, flush) => {
-      assert.equal(ms, holdMs);
+      assert.equal(ms, ackHold?.ms);
       assert.equal(hold, undefined, 'one hold timer at a time');
       hold = flush;
       return () => {
@@ -154,7 +154,7 @@ describe('ChannelAcks', () => {
   });
 
   it('with a hold, keeps acks above an unfinished delivery back until it finishes', () => {
-    const { broker, acks, endTurn, expireHold } = setup(20);
+    const { broker, acks, endTurn, expireHold } = setup({ ms: 20, batch: 1 });
     const ms = deliverMany(broker, acks, 6);
     for (const i of [0, 1, 3, 4, 5]) acks.ack(ms[i] as Message);
     endTurn();
@@ -167,7 +167,7 @@ describe('ChannelAcks', () => {
   });
 
   it('with a hold, sends held acks one by one when it expires, then holds afresh', () => {
-    const { broker, acks, endTurn, expireHold } = setup(20);
+    const { broker, acks, endTurn, expireHold } = setup({ ms: 20, batch: 1 });
     const ms = deliverMany(broker, acks, 5);
     acks.ack(ms[1] as Message);
     acks.ack(ms[2] as Message);
@@ -183,6 +183,28 @@ describe('ChannelAcks', () => {
     assert.deepEqual([...broker.outstanding].sort(), [1, 4]);
   });
 
+  it('with a batch size, lets acks wait until that many are waiting, then sends them as one', () => {
+    const { broker, acks, endTurn, expireHold } = setup({ ms: 20, batch: 3 });
+    const ms = deliverMany(broker, acks, 4);
+    acks.ack(ms[0] as Message);
+    endTurn();
+    acks.ack(ms[1] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, []);
+    acks.ack(ms[2] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, ['ack<=3']);
+    expireHold();
+    assert.deepEqual(broker.frames, ['ack<=3'], 'the wait was cancelled once nothing waited');
+    // Fewer than the batch: they go when the first of them has waited the hold.
+    acks.ack(ms[3] as Message);
+    endTurn();
+    assert.deepEqual(broker.frames, ['ack<=3']);
+    expireHold();
+    assert.deepEqual(broker.frames, ['ack<=3', 'ack 4']);
+    assert.equal(broker.outstanding.size, 0);
+  });
+
   it('keeps the broker in step with the application over random interleavings', () => {
     let seed = 42;
     const random = () => {
@@ -190,7 +212,8 @@ describe('ChannelAcks', () => {
       return seed / 2 ** 31;
     };
     for (let run = 0; run < 200; run++) {
-      const { broker, acks, endTurn, expireHold } = setup(run % 2 === 0 ? 0 : 20);
+      const holds = [undefined, { ms: 20, batch: 1 }, { ms: 20, batch: 5 }];
+      const { broker, acks, endTurn, expireHold } = setup(holds[run % holds.length]);
       const inFlight: Message[] = [];
       const settledByApp = new Set<number>();
       for (let step = 0; step < 300; step++) {
@@ -217,5 +240,21 @@ describe('ChannelAcks', () => {
         inFlight.map((m) => m.fields.deliveryTag).sort((a, b) => a - b),
       );
     }
+  });
+});
+
+describe('ackHoldFor', () => {
+  it('lets single-mode acks fill half the prefetch slots beyond the calls in flight', () => {
+    assert.deepEqual(ackHoldFor({ prefetch: 30, concurrency: 10 }, false), { ms: 20, batch: 10 });
+    assert.deepEqual(ackHoldFor({ prefetch: 13, concurrency: 10 }, false), { ms: 20, batch: 1 });
+  });
+
+  it('sends single-mode acks every turn when the prefetch leaves no slot to spare', () => {
+    assert.equal(ackHoldFor({ prefetch: 10, concurrency: 10 }, false), undefined);
+    assert.equal(ackHoldFor({ prefetch: 11, concurrency: 10 }, false), undefined);
+  });
+
+  it('in batch mode, holds acks only for the call ahead', () => {
+    assert.deepEqual(ackHoldFor({ prefetch: 1000, concurrency: 10 }, true), { ms: 20, batch: 1 });
   });
 });

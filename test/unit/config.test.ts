@@ -55,7 +55,7 @@ describe('parseConfig: valid input', () => {
       queueArguments: {},
       dedupeKeyFromMessageId: true,
       concurrency: 10,
-      prefetch: 10,
+      prefetch: 30,
       deadLetterQueue: 'jobs.dead',
     });
     assert.deepEqual(config.sources[1], {
@@ -68,7 +68,7 @@ describe('parseConfig: valid input', () => {
       queueArguments: {},
       dedupeKeyFromMessageId: false,
       concurrency: 10,
-      prefetch: 10,
+      prefetch: 30,
     });
   });
 
@@ -91,7 +91,7 @@ describe('parseConfig: valid input', () => {
           queueArguments: {},
           dedupeKeyFromMessageId: false,
           concurrency: 10,
-          prefetch: 10,
+          prefetch: 30,
           deadLetterQueue: 'jobs.dead',
         },
       ],
@@ -105,7 +105,7 @@ describe('parseConfig: valid input', () => {
     assert.deepEqual(parseConfig(minimal()), expected);
   });
 
-  it("gives each source the top-level concurrency and a prefetch equal to the source's concurrency", () => {
+  it("gives each source the top-level concurrency and a prefetch of three times the source's concurrency", () => {
     const config = parseConfig({
       ...minimal(),
       concurrency: 4,
@@ -114,8 +114,8 @@ describe('parseConfig: valid input', () => {
     assert.deepEqual(
       config.sources.map((s) => [s.queue, s.concurrency, s.prefetch, s.deadLetterQueue]),
       [
-        ['a', 4, 4, 'a.dead'],
-        ['b', 2, 2, 'b.dead'],
+        ['a', 4, 12, 'a.dead'],
+        ['b', 2, 6, 'b.dead'],
         ['c', 3, 50, 'c.dead'],
       ],
     );
