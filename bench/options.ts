@@ -121,6 +121,17 @@ export function parseOptions(argv: readonly string[], env: Env = process.env): B
   };
 }
 
+/**
+ * The scenarios as they run. With a drain, the direct-RPC ceiling runs on both sides of it: the
+ * machine's speed drifts within minutes, and the drain is compared with the mean of the two.
+ */
+export function runOrder(scenarios: readonly ScenarioName[]): ScenarioName[] {
+  const order = [...scenarios];
+  const drain = order.indexOf('drain');
+  if (drain >= 0 && order.includes('rpc')) order.splice(drain + 1, 0, 'rpc');
+  return order;
+}
+
 function parseScenarios(text: string | undefined): readonly ScenarioName[] {
   if (text === undefined) return DEFAULT_SCENARIOS;
   const names = text

@@ -2,7 +2,14 @@ import { drainScenario } from './bridge.ts';
 import { Cleanup } from './cleanup.ts';
 import { EpochClock, machineBusy, QUIET_THRESHOLD, waitForQuiet } from './measure.ts';
 import { checkEncoding } from './messages.ts';
-import { type BenchOptions, parseOptions, type ScenarioName, USAGE, UsageError } from './options.ts';
+import {
+  type BenchOptions,
+  parseOptions,
+  runOrder,
+  type ScenarioName,
+  USAGE,
+  UsageError,
+} from './options.ts';
 import { formatReport, machineFacts, type Report, writeReport } from './report.ts';
 import type { ScenarioResult } from './results.ts';
 import { build, checkBuilt, startRig } from './rig.ts';
@@ -67,7 +74,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const scenarios: ScenarioResult[] = [];
     const failures: string[] = [];
     await warmUp(rig, options.concurrency);
-    for (const name of options.scenarios) {
+    for (const name of runOrder(options.scenarios)) {
       process.stdout.write(`running ${name}…\n`);
       try {
         const background = await waitForQuiet(QUIET_WAIT_MS);
@@ -76,7 +83,13 @@ async function main(argv: readonly string[]): Promise<number> {
             `  the machine is busy (${(100 * background).toFixed(0)}%) with other work; running anyway\n`,
           );
         }
-        const result = { ...(await RUNNERS[name](context)), backgroundBusy: background };
+        const measured = await RUNNERS[name](context);
+        const again = scenarios.some((earlier) => earlier.name === name);
+        const result = {
+          ...measured,
+          label: again ? `${measured.label}, again` : measured.label,
+          backgroundBusy: background,
+        };
         scenarios.push(result);
         process.stdout.write(
           `  ${result.jobs} jobs in ${result.seconds.toFixed(1)} s = ${result.jobsPerSecond.toFixed(0)} jobs/s\n`,
