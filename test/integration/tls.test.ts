@@ -400,7 +400,12 @@ describe('TLS to the broker and to PostgREST', () => {
       assert.ok(failure, 'the failed call was logged as an endpoint fault');
       // The terminator sends only its own certificate, not the CA's.
       assert.equal(failure.errno, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
-      assert.ok(terminator.handshakeFailures > failuresBefore, 'the bridge broke off the TLS handshake');
+      // The terminator hears of the aborted handshake when the bridge's alert reaches it, which
+      // can be after the bridge has logged the failure.
+      await waitFor(() => terminator.handshakeFailures > failuresBefore, {
+        timeoutMs: WAIT_MS,
+        message: 'the terminator to see the bridge break off the TLS handshake',
+      });
 
       // Several probes (retry.maxDelayMs is 1 s) fail the same way; the message stays held.
       const retriesAtOpen = await metricValue(app, 'pgq_bridge_retries_total', { kind: 'endpoint_fault' });
