@@ -175,7 +175,7 @@ export function formatReport(report: Report): string {
   ]);
   const prefetch =
     options.prefetch ??
-    `${defaultPrefetch(options.concurrency, options.batch ? DEFAULT_BATCH_MAX_SIZE : undefined)} (bridge default)`;
+    `${defaultPrefetch(options.concurrency, { enabled: options.batch, maxSize: DEFAULT_BATCH_MAX_SIZE })} (bridge default)`;
   const lines = [
     '',
     `machine: ${machine.cores} cores (${machine.cpuModel}), Node ${machine.node}, PostgreSQL ${machine.postgres}, RabbitMQ ${machine.rabbitmq}`,

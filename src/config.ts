@@ -26,13 +26,16 @@ const httpUrl = z
 export const DEFAULT_BATCH_MAX_SIZE = 100;
 
 /**
- * A source's prefetch unless configured. Single mode: two deliveries per call in flight, so a
+ * A source's prefetch unless configured. Single mode: three deliveries per call in flight, so a
  * call that returns finds its next message waiting instead of waiting a broker round trip, and
  * acks can wait to share a frame (see amqp/acks.ts) without leaving a call idle. Batch mode:
  * every bulk call in flight needs a full batch of deliveries to draw from.
  */
-export function defaultPrefetch(concurrency: number, batchMaxSize: number | undefined): number {
-  return concurrency * (batchMaxSize ?? 3);
+export function defaultPrefetch(
+  concurrency: number,
+  batch: { readonly enabled: boolean; readonly maxSize: number },
+): number {
+  return concurrency * (batch.enabled ? batch.maxSize : 3);
 }
 
 const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a plain SQL identifier');
@@ -422,9 +425,7 @@ function resolve(parsed: ParsedConfig): Config {
   const problems: string[] = [];
   const sources = parsed.sources.map((source, index): SourceConfig => {
     const concurrency = source.concurrency ?? parsed.concurrency;
-    const prefetch =
-      source.prefetch ??
-      defaultPrefetch(concurrency, parsed.batch.enabled ? parsed.batch.maxSize : undefined);
+    const prefetch = source.prefetch ?? defaultPrefetch(concurrency, parsed.batch);
     if (prefetch < concurrency)
       problems.push(`sources.${index}.prefetch: must be at least the concurrency (${concurrency})`);
     const deadLetterQueue = source.deadLetterQueue ?? `${source.queue}.dead`;
