@@ -106,10 +106,10 @@ export class Pipeline {
   async drain(graceMs: number): Promise<number> {
     this.#drainSignal.abort();
     if (this.#active > 0) {
-      const idle = new Promise<void>((resolve) => {
-        this.#idle = resolve;
-      });
-      await Promise.race([idle, sleep(graceMs)]);
+      // Ends the wait (and its timer, which would otherwise keep the process alive) once idle.
+      const idle = new AbortController();
+      this.#idle = () => idle.abort();
+      await sleep(graceMs, idle.signal);
     }
     return this.#active;
   }
