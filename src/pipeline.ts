@@ -1,5 +1,4 @@
 import type { Options } from 'amqplib';
-import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from 'pino';
 import type { Delivery } from './amqp/consumer.ts';
 import type { Circuit } from './circuit.ts';
@@ -52,6 +51,17 @@ export interface PipelineDeps {
 
 type FailedOutcome = Extract<Outcome, { kind: 'transient' | 'endpoint_fault' | 'unknown' }>;
 
+/**
+ * A source's deliveries: at most `limit` worked on at once, the rest waiting in arrival order.
+ * p-limit does the same with several promises and closures per call; every delivery passes
+ * through here, up to a prefetch window of them at once, so a plain queue keeps them light.
+ */
+interface Lane {
+  readonly limit: number;
+  running: number;
+  readonly waiting: Delivery[];
+}
+
 interface Hold {
   readonly signal: AbortSignal;
   dispose(): void;
@@ -59,7 +69,7 @@ interface Hold {
 
 export class Pipeline {
   readonly #deps: PipelineDeps;
-  readonly #limits = new Map<string, LimitFunction>();
+  readonly #lanes = new Map<string, Lane>();
   readonly #drainSignal = new AbortController();
   #active = 0;
   #idle: (() => void) | undefined;
@@ -84,19 +94,30 @@ export class Pipeline {
     this.#deps.metrics.deliveries.inc({ queue });
     this.#deps.metrics.inFlight.inc({ queue });
     this.#active++;
-    this.#limitFor(delivery.source)(() => this.#process(delivery))
-      .catch((error: unknown) => {
-        // A bug, not an outcome: leave the delivery unacked (the broker keeps it) and say so.
-        this.#deps.logger.error(
-          { ...deliveryFields(delivery), err: toError(error) },
-          'unexpected error in the pipeline',
-        );
-      })
-      .finally(() => {
-        this.#deps.metrics.inFlight.dec({ queue });
-        this.#active--;
-        if (this.#active === 0) this.#idle?.();
-      });
+    const lane = this.#laneFor(delivery.source);
+    if (lane.running < lane.limit) void this.#run(lane, delivery);
+    else lane.waiting.push(delivery);
+  }
+
+  // One async frame for the accounting rather than a promise chain: see Lane.
+  async #run(lane: Lane, delivery: Delivery): Promise<void> {
+    lane.running++;
+    try {
+      await this.#process(delivery);
+    } catch (error) {
+      // A bug, not an outcome: leave the delivery unacked (the broker keeps it) and say so.
+      this.#deps.logger.error(
+        { ...deliveryFields(delivery), err: toError(error) },
+        'unexpected error in the pipeline',
+      );
+    } finally {
+      this.#deps.metrics.inFlight.dec({ queue: delivery.source.queue });
+      this.#active--;
+      lane.running--;
+      const next = lane.waiting.shift();
+      if (next !== undefined) void this.#run(lane, next);
+      else if (this.#active === 0) this.#idle?.();
+    }
   }
 
   /**
@@ -114,16 +135,17 @@ export class Pipeline {
     return this.#active;
   }
 
-  #limitFor(source: SourceConfig): LimitFunction {
-    let limit = this.#limits.get(source.queue);
-    if (limit === undefined) {
-      limit = pLimit(this.#deps.parallelism(source));
-      this.#limits.set(source.queue, limit);
+  #laneFor(source: SourceConfig): Lane {
+    let lane = this.#lanes.get(source.queue);
+    if (lane === undefined) {
+      lane = { limit: this.#deps.parallelism(source), running: 0, waiting: [] };
+      this.#lanes.set(source.queue, lane);
     }
-    return limit;
+    return lane;
   }
 
-  async #process(delivery: Delivery): Promise<void> {
+  /** Synchronous up to the first I/O: decoding needs no frame of its own. */
+  #process(delivery: Delivery): Promise<void> | undefined {
     if (this.draining || !delivery.live) return;
     const { message } = delivery;
     const decoded = decodeMessage(
@@ -135,92 +157,92 @@ export class Pipeline {
     );
     const rejection = decoded.ok ? this.#deps.policy.check(decoded.args) : decoded.error;
     if (rejection !== undefined) {
-      await this.#deadLetter(delivery, {
+      return this.#deadLetter(delivery, {
         kind: 'invalid_message',
         reason: rejection.reason,
         message: rejection.message,
       });
-      return;
     }
-    if (decoded.ok) await this.#enqueue(delivery, decoded.args);
+    return decoded.ok ? this.#enqueue(delivery, decoded.args) : undefined;
   }
 
   async #enqueue(delivery: Delivery, args: EnqueueArgs): Promise<void> {
-    // The hold (its timer and listeners) only exists once something failed: the success path
-    // must not pay for a timer per message.
-    let hold: Hold | undefined;
-    try {
-      await this.#enqueueHolding(delivery, args, () => {
-        hold ??= this.#hold(delivery);
-        return hold.signal;
-      });
-    } finally {
-      hold?.dispose();
-    }
-  }
-
-  async #enqueueHolding(delivery: Delivery, args: EnqueueArgs, holdSignal: () => AbortSignal): Promise<void> {
     const { circuit, metrics, retry } = this.#deps;
     const rpc = this.#deps.rpc(delivery.source);
     const queue = delivery.source.queue;
     const heldSince = Date.now();
     let failures = 0;
-    for (;;) {
-      if (circuit.isOpen && !(await circuit.permit(holdSignal())))
-        return this.#handBack(delivery, holdSignal());
-      if (this.draining || !delivery.live) {
-        circuit.abandon();
-        return;
-      }
-      if (this.#deps.rateLimiter !== undefined) await this.#deps.rateLimiter.take();
-      const generation = circuit.generation;
-      const started = performance.now();
-      const result = await rpc.enqueue(args);
-      const outcome = classify(result, { hasDedupeKey: args.dedupeKey !== undefined });
-      metrics.rpcDuration.observe({ outcome: outcome.kind }, (performance.now() - started) / 1000);
+    // The hold (its timer and listeners) only exists once something failed: the success path
+    // must not pay for a timer per message.
+    let hold: Hold | undefined;
+    const holdSignal = (): AbortSignal => {
+      hold ??= this.#hold(delivery);
+      return hold.signal;
+    };
+    try {
+      for (;;) {
+        if (circuit.isOpen && !(await circuit.permit(holdSignal())))
+          return this.#handBack(delivery, holdSignal());
+        if (this.draining || !delivery.live) {
+          circuit.abandon();
+          return;
+        }
+        if (this.#deps.rateLimiter !== undefined) await this.#deps.rateLimiter.take();
+        const generation = circuit.generation;
+        const started = performance.now();
+        const result = await rpc.enqueue(args);
+        const outcome = classify(result, { hasDedupeKey: args.dedupeKey !== undefined });
+        metrics.rpcDuration.observe({ outcome: outcome.kind }, (performance.now() - started) / 1000);
 
-      if (outcome.kind === 'enqueued' || outcome.kind === 'duplicate') {
-        circuit.success();
-        this.#lastSuccessAt = Date.now();
-        // Most messages want no reply; they skip building one and the await with it.
-        const replied =
-          replyTo(delivery) === undefined ||
-          (outcome.kind === 'enqueued'
-            ? await this.#reply(delivery, { status: 'enqueued' }, outcome.jobId)
-            : await this.#reply(delivery, { status: 'duplicate', dedupe_key: args.dedupeKey }));
-        if (replied) this.#ack(delivery, args, outcome);
-        return;
-      }
-      if (outcome.kind === 'rejected_by_rpc') {
-        circuit.success();
-        await this.#deadLetter(delivery, rpcReason(result, 'rejected_by_rpc'));
-        return;
-      }
+        if (outcome.kind === 'enqueued' || outcome.kind === 'duplicate') {
+          circuit.success();
+          this.#lastSuccessAt = Date.now();
+          // Most messages want no reply; they skip building one and the await with it.
+          const replied =
+            replyTo(delivery) === undefined ||
+            (outcome.kind === 'enqueued'
+              ? await this.#reply(delivery, { status: 'enqueued' }, outcome.jobId)
+              : await this.#reply(delivery, { status: 'duplicate', dedupe_key: args.dedupeKey }));
+          if (replied) this.#ack(delivery, args, outcome);
+          return;
+        }
+        if (outcome.kind === 'rejected_by_rpc') {
+          circuit.success();
+          await this.#deadLetter(delivery, rpcReason(result, 'rejected_by_rpc'));
+          return;
+        }
 
-      failures++;
-      circuit.failure(outcome.kind === 'endpoint_fault' ? 'endpoint_fault' : 'transient', generation);
-      metrics.retries.inc({ queue, kind: outcome.kind });
-      if (outcome.kind === 'transient' && outcome.ambiguous) metrics.ambiguousRetries.inc({ queue });
-      this.#logFailure(delivery, args, result, outcome, failures);
+        failures++;
+        circuit.failure(outcome.kind === 'endpoint_fault' ? 'endpoint_fault' : 'transient', generation);
+        metrics.retries.inc({ queue, kind: outcome.kind });
+        if (outcome.kind === 'transient' && outcome.ambiguous) metrics.ambiguousRetries.inc({ queue });
+        this.#logFailure(delivery, args, result, outcome, failures);
 
-      // Failing again and again while other messages go through: this message is the problem.
-      if (
-        outcome.kind !== 'transient' &&
-        failures >= retry.poisonAttempts &&
-        this.#lastSuccessAt > heldSince
-      ) {
-        await this.#deadLetter(delivery, {
-          ...rpcReason(result, 'rejected_by_rpc'),
-          reason: 'repeated_failure',
-          message: `failed ${failures} times while other messages succeeded; last error: ${describe(result)}`,
-        });
-        return;
+        // Failing again and again while other messages go through: this message is the problem.
+        if (
+          outcome.kind !== 'transient' &&
+          failures >= retry.poisonAttempts &&
+          this.#lastSuccessAt > heldSince
+        ) {
+          await this.#deadLetter(delivery, {
+            ...rpcReason(result, 'rejected_by_rpc'),
+            reason: 'repeated_failure',
+            message: `failed ${failures} times while other messages succeeded; last error: ${describe(result)}`,
+          });
+          return;
+        }
+        // While the circuit is open its probe schedule is the backoff: waiting in permit() lets it
+        // see that deliveries are held, so it probes with one of them instead of re-enabling intake.
+        if (circuit.isOpen) continue;
+        const delay = retryDelay(
+          failures - 1,
+          retry,
+          outcome.kind === 'transient' ? outcome.retryAfterMs : 0,
+        );
+        if (!(await sleep(delay, holdSignal()))) return this.#handBack(delivery, holdSignal());
       }
-      // While the circuit is open its probe schedule is the backoff: waiting in permit() lets it
-      // see that deliveries are held, so it probes with one of them instead of re-enabling intake.
-      if (circuit.isOpen) continue;
-      const delay = retryDelay(failures - 1, retry, outcome.kind === 'transient' ? outcome.retryAfterMs : 0);
-      if (!(await sleep(delay, holdSignal()))) return this.#handBack(delivery, holdSignal());
+    } finally {
+      hold?.dispose();
     }
   }
 
