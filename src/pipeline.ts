@@ -6,7 +6,7 @@ import type { Config, SourceConfig } from './config.ts';
 import { buildDeadLetter, type DeadLetterReason } from './dead-letter.ts';
 import { toError } from './errors.ts';
 import { decodeMessage, type EnqueueArgs } from './message.ts';
-import type { Metrics } from './metrics.ts';
+import type { Metrics, Tally } from './metrics.ts';
 import { classify, type Outcome, retryDelay } from './outcome.ts';
 import type { Policy } from './policy.ts';
 import type { RateLimiter } from './rate-limit.ts';
@@ -60,6 +60,9 @@ interface Lane {
   readonly limit: number;
   running: number;
   readonly waiting: Delivery[];
+  readonly deliveries: Tally<'queue'>;
+  readonly inFlight: Tally<'queue'>;
+  readonly enqueued: Tally<'queue'>;
 }
 
 interface Hold {
@@ -90,11 +93,10 @@ export class Pipeline {
   }
 
   handle(delivery: Delivery): void {
-    const queue = delivery.source.queue;
-    this.#deps.metrics.deliveries.inc({ queue });
-    this.#deps.metrics.inFlight.inc({ queue });
-    this.#active++;
     const lane = this.#laneFor(delivery.source);
+    lane.deliveries.inc();
+    lane.inFlight.inc();
+    this.#active++;
     if (lane.running < lane.limit) void this.#run(lane, delivery);
     else lane.waiting.push(delivery);
   }
@@ -111,7 +113,7 @@ export class Pipeline {
         'unexpected error in the pipeline',
       );
     } finally {
-      this.#deps.metrics.inFlight.dec({ queue: delivery.source.queue });
+      lane.inFlight.dec();
       this.#active--;
       lane.running--;
       const next = lane.waiting.shift();
@@ -138,7 +140,16 @@ export class Pipeline {
   #laneFor(source: SourceConfig): Lane {
     let lane = this.#lanes.get(source.queue);
     if (lane === undefined) {
-      lane = { limit: this.#deps.parallelism(source), running: 0, waiting: [] };
+      const { metrics } = this.#deps;
+      const labels = { queue: source.queue };
+      lane = {
+        limit: this.#deps.parallelism(source),
+        running: 0,
+        waiting: [],
+        deliveries: metrics.deliveries.tally(labels),
+        inFlight: metrics.inFlight.tally(labels),
+        enqueued: metrics.enqueued.tally(labels),
+      };
       this.#lanes.set(source.queue, lane);
     }
     return lane;
@@ -263,7 +274,7 @@ export class Pipeline {
       return;
     }
     if (outcome.kind === 'enqueued') {
-      metrics.enqueued.inc({ queue });
+      this.#laneFor(delivery.source).enqueued.inc();
       if (logger.isLevelEnabled('debug')) {
         logger.debug(
           {
