@@ -127,14 +127,7 @@ function decodeEnvelope(message: IncomingMessage, options: DecodeOptions): Enque
     invalid('not_an_object', `the message body must be a JSON object, got ${jsonType(parsed)}`);
   }
   const fields = parsed as Record<string, unknown>;
-  const unknown = Object.keys(fields).filter((key) => !ENVELOPE_FIELDS.has(key));
-  if (unknown.length > 0) {
-    invalid(
-      'unknown_field',
-      `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; ` +
-        'allowed: entrypoint, payload, priority, execute_after, dedupe_key, headers',
-    );
-  }
+  for (const key in fields) if (!ENVELOPE_FIELDS.has(key)) rejectUnknownFields(fields);
 
   // Only payload objects and headers need their source text, so most messages skip the scan.
   let spans: ReturnType<typeof topLevelSpans> | undefined;
@@ -168,6 +161,15 @@ function decodeEnvelope(message: IncomingMessage, options: DecodeOptions): Enque
   if (!userHasOtel) headersJson = withTraceContext(headersJson, message.properties.headers);
 
   return build(entrypoint, payload, priority, executeAfter, dedupeKey, headersJson);
+}
+
+function rejectUnknownFields(fields: Record<string, unknown>): never {
+  const unknown = Object.keys(fields).filter((key) => !ENVELOPE_FIELDS.has(key));
+  invalid(
+    'unknown_field',
+    `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; ` +
+      'allowed: entrypoint, payload, priority, execute_after, dedupe_key, headers',
+  );
 }
 
 function decodeRaw(message: IncomingMessage, options: DecodeOptions): EnqueueArgs {
@@ -212,14 +214,14 @@ function build(
   dedupeKey: string | undefined,
   headersJson: string | undefined,
 ): EnqueueArgs {
-  return {
-    entrypoint,
-    ...(payload === undefined ? {} : { payload }),
-    ...(priority === undefined ? {} : { priority }),
-    ...(executeAfter === undefined ? {} : { executeAfter }),
-    ...(dedupeKey === undefined ? {} : { dedupeKey }),
-    ...(headersJson === undefined ? {} : { headersJson }),
-  };
+  // Assigned one by one: spreading conditional objects would allocate one per field per message.
+  const args: { -readonly [K in keyof EnqueueArgs]: EnqueueArgs[K] } = { entrypoint };
+  if (payload !== undefined) args.payload = payload;
+  if (priority !== undefined) args.priority = priority;
+  if (executeAfter !== undefined) args.executeAfter = executeAfter;
+  if (dedupeKey !== undefined) args.dedupeKey = dedupeKey;
+  if (headersJson !== undefined) args.headersJson = headersJson;
+  return args;
 }
 
 /** Standard-alphabet base64, padding optional. Linear: a backtracking regex overflows on MiB-sized input. */
