@@ -73,15 +73,19 @@ export class RpcClient {
   readonly #options: RpcClientOptions;
   readonly #agent: http.Agent;
   readonly #transport: typeof http | typeof https;
-  readonly #target: URL;
-  readonly #batchTarget: URL | undefined;
+  readonly #endpoint: string;
+  readonly #target: Target;
+  readonly #batchTarget: Target | undefined;
 
   constructor(options: RpcClientOptions) {
     this.#options = options;
     const base = new URL(options.url);
     const rpc = (fn: string): URL => new URL(`${base.pathname.replace(/\/+$/, '')}/rpc/${fn}`, base);
-    this.#target = rpc(options.function);
-    this.#batchTarget = options.batchFunction === undefined ? undefined : rpc(options.batchFunction);
+    const target = rpc(options.function);
+    this.#endpoint = target.href;
+    this.#target = targetOf(target);
+    this.#batchTarget =
+      options.batchFunction === undefined ? undefined : targetOf(rpc(options.batchFunction));
     const secure = base.protocol === 'https:';
     this.#transport = secure ? https : http;
     const agentOptions = {
@@ -99,7 +103,7 @@ export class RpcClient {
   }
 
   get endpoint(): string {
-    return this.#target.href;
+    return this.#endpoint;
   }
 
   enqueue(args: EnqueueArgs): Promise<RpcResult> {
@@ -117,7 +121,7 @@ export class RpcClient {
   }
 
   #post<T>(
-    target: URL,
+    target: Target,
     body: string,
     interpret: (status: number, text: string, retryAfter: string | undefined) => T | RpcResult,
   ): Promise<T | RpcResult> {
@@ -139,19 +143,22 @@ export class RpcClient {
         clearTimeout(timer);
         resolve(result);
       };
-      const req = this.#transport.request(target, { method: 'POST', agent: this.#agent, headers }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          if (size < MAX_RESPONSE_BYTES) chunks.push(chunk);
-          size += chunk.length;
-        });
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          finish(interpret(res.statusCode ?? 0, text, res.headers['retry-after']));
-        });
-        res.on('error', (error) => finish(networkError(error, true)));
-      });
+      const req = this.#transport.request(
+        { ...target, method: 'POST', agent: this.#agent, headers },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (chunk: Buffer) => {
+            if (size < MAX_RESPONSE_BYTES) chunks.push(chunk);
+            size += chunk.length;
+          });
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            finish(interpret(res.statusCode ?? 0, text, res.headers['retry-after']));
+          });
+          res.on('error', (error) => finish(networkError(error, true)));
+        },
+      );
       const timer = setTimeout(() => {
         const error = Object.assign(new Error(`no response within ${this.#options.timeoutMs} ms`), {
           code: 'TIMEOUT',
@@ -169,6 +176,33 @@ export class RpcClient {
   close(): void {
     this.#agent.destroy();
   }
+}
+
+/**
+ * Where a call goes, as request options. Node turns a URL argument into these on every request;
+ * they are worked out once instead, since a request is made for every job in single mode.
+ */
+interface Target {
+  readonly protocol: string;
+  readonly hostname: string;
+  readonly port?: number;
+  readonly path: string;
+  readonly auth?: string;
+}
+
+/** What Node's urlToHttpOptions gives for the URL, minus the fields a request does not read. */
+export function targetOf(url: URL): Target {
+  const { protocol, hostname, port, pathname, search, username, password } = url;
+  return {
+    protocol,
+    // An IPv6 host comes bracketed in a URL; request options take the bare address.
+    hostname: hostname.startsWith('[') ? hostname.slice(1, -1) : hostname,
+    ...(port === '' ? {} : { port: Number(port) }),
+    path: `${pathname}${search}`,
+    ...(username === '' && password === ''
+      ? {}
+      : { auth: `${decodeURIComponent(username)}:${decodeURIComponent(password)}` }),
+  };
 }
 
 function networkError(error: unknown, requestSent: boolean): RpcResult {
