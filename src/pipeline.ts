@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Options } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Delivery } from './amqp/consumer.ts';
@@ -81,6 +82,8 @@ export class Pipeline {
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
+    // Every held delivery listens for the drain, so more than Node's default of 10 is normal.
+    setMaxListeners(0, this.#drainSignal.signal);
   }
 
   get draining(): boolean {

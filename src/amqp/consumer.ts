@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { SourceConfig } from '../config.ts';
@@ -50,7 +51,10 @@ function openLease(channel: Channel, ackHold: AckHold | undefined): Lease {
     },
     ackHold,
   );
-  return { channel, acks, open: true, lost: new AbortController() };
+  const lost = new AbortController();
+  // Every held delivery of the channel listens for its loss: more than Node's default of 10 is normal.
+  setMaxListeners(0, lost.signal);
+  return { channel, acks, open: true, lost };
 }
 
 function endLease(lease: Lease | undefined): void {

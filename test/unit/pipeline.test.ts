@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { setMaxListeners } from 'node:events';
 import { describe, it } from 'node:test';
 import type { ConsumeMessage } from 'amqplib';
 import { pino } from 'pino';
@@ -25,9 +26,10 @@ const config = parseConfig({
   sources: [
     { queue: 'a', concurrency: 3 },
     { queue: 'b', concurrency: 1 },
+    { queue: 'c', concurrency: 20 },
   ],
 });
-const [sourceA, sourceB] = config.sources as [SourceConfig, SourceConfig];
+const [sourceA, sourceB, sourceC] = config.sources as [SourceConfig, SourceConfig, SourceConfig];
 
 /** An enqueuer whose calls stay open until the test answers them. */
 class HeldCalls implements Enqueuer {
@@ -75,7 +77,9 @@ function setup(enqueuer: Enqueuer): {
     policy: createPolicy(config.policy),
   });
   const acks = new ChannelAcks<ConsumeMessage>({ ack: () => {}, requeue: () => {} });
-  const lease = { channel: {}, acks, open: true, lost: new AbortController() };
+  const lost = new AbortController();
+  setMaxListeners(0, lost.signal); // as the consumer does for its channels
+  const lease = { channel: {}, acks, open: true, lost };
   let tag = 0;
   const deliver = (source: SourceConfig, entrypoint: string): Delivery => {
     tag++;
@@ -193,6 +197,31 @@ describe('Pipeline lanes', () => {
     calls.succeedOldest();
     assert.equal(await drained, 0);
     assert.equal(timers(), before);
+  });
+});
+
+describe('Pipeline holds', () => {
+  it('holds more than ten failing deliveries at once without a listener-leak warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      const down: RpcResult = {
+        kind: 'network_error',
+        errno: 'ECONNREFUSED',
+        message: 'refused',
+        requestSent: false,
+      };
+      const { pipeline, deliver } = setup({ enqueue: async () => down });
+      for (let i = 0; i < 15; i++) deliver(sourceC, `c.${i}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(pipeline.active, 15, 'all held, none settled');
+      assert.equal(await pipeline.drain(10_000), 0);
+      await settle();
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });
 
