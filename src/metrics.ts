@@ -36,7 +36,7 @@ export class Tally<L extends string> {
   }
 }
 
-/** Tallies of one metric, and the prom-client collect hook that hands them over. */
+/** The tallies of one metric. */
 class Tallies<L extends string> {
   readonly #all: Tally<L>[] = [];
 
@@ -46,12 +46,21 @@ class Tallies<L extends string> {
     return tally;
   }
 
-  /** prom-client's collect hook: hands the changes to the metric before it is read. */
-  collectInto(metric: { inc(labels: Labels<L>, value: number): void }): void {
-    for (const tally of this.#all) {
-      const change = tally.take();
-      if (change !== 0) metric.inc(tally.labels, change);
-    }
+  /** prom-client options for a metric whose collect hook hands it the changes before it is read. */
+  metricOptions(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
+    const all = this.#all;
+    return {
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect(this: { inc(labels: Labels<L>, value: number): void }): void {
+        for (const tally of all) {
+          const change = tally.take();
+          if (change !== 0) this.inc(tally.labels, change);
+        }
+      },
+    };
   }
 }
 
@@ -61,16 +70,7 @@ class TypedCounter<L extends string> {
   readonly #tallies = new Tallies<L>();
 
   constructor(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
-    const tallies = this.#tallies;
-    this.#counter = new Counter({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        tallies.collectInto(this);
-      },
-    });
+    this.#counter = new Counter(this.#tallies.metricOptions(registry, name, help, labelNames));
   }
 
   inc(labels: Labels<L>, value = 1): void {
@@ -87,16 +87,7 @@ class TalliedGauge<L extends string> {
   readonly #tallies = new Tallies<L>();
 
   constructor(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
-    const tallies = this.#tallies;
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        tallies.collectInto(this);
-      },
-    });
+    new Gauge(this.#tallies.metricOptions(registry, name, help, labelNames));
   }
 
   tally(labels: Labels<L>): Tally<L> {
