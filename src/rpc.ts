@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { urlToHttpOptions } from 'node:url';
 import type { BatchItemResult } from './batcher.ts';
 import { errorCode, toError } from './errors.ts';
 import type { EnqueueArgs } from './message.ts';
@@ -179,30 +180,15 @@ export class RpcClient {
 }
 
 /**
- * Where a call goes, as request options. Node turns a URL argument into these on every request;
- * they are worked out once instead, since a request is made for every job in single mode.
+ * Where a call goes, as request options. Given a URL, http.request converts it on every call;
+ * single mode makes a request per job, so the conversion is done once, keeping only the fields a
+ * request reads (the agent copies the options again per request).
  */
-interface Target {
-  readonly protocol: string;
-  readonly hostname: string;
-  readonly port?: number;
-  readonly path: string;
-  readonly auth?: string;
-}
+type Target = Pick<ReturnType<typeof urlToHttpOptions>, 'protocol' | 'hostname' | 'port' | 'path' | 'auth'>;
 
-/** What Node's urlToHttpOptions gives for the URL, minus the fields a request does not read. */
-export function targetOf(url: URL): Target {
-  const { protocol, hostname, port, pathname, search, username, password } = url;
-  return {
-    protocol,
-    // An IPv6 host comes bracketed in a URL; request options take the bare address.
-    hostname: hostname.startsWith('[') ? hostname.slice(1, -1) : hostname,
-    ...(port === '' ? {} : { port: Number(port) }),
-    path: `${pathname}${search}`,
-    ...(username === '' && password === ''
-      ? {}
-      : { auth: `${decodeURIComponent(username)}:${decodeURIComponent(password)}` }),
-  };
+function targetOf(url: URL): Target {
+  const { protocol, hostname, port, path, auth } = urlToHttpOptions(url);
+  return { protocol, hostname, port, path, auth };
 }
 
 function networkError(error: unknown, requestSent: boolean): RpcResult {

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { urlToHttpOptions } from 'node:url';
 import type { EnqueueArgs } from '../../src/message.ts';
 import type { RpcResult } from '../../src/rpc.ts';
-import { encodeEnqueueBody, interpretResponse, parseRetryAfter, targetOf } from '../../src/rpc.ts';
+import { encodeEnqueueBody, interpretResponse, parseRetryAfter } from '../../src/rpc.ts';
 
 /** What PostgREST would see: the parsed body, with the bytea hex text turned back into bytes. */
 function decodeBody(body: string): { readonly fields: Record<string, unknown>; readonly payload?: Buffer } {
@@ -277,28 +276,6 @@ describe('parseRetryAfter', () => {
   for (const [value, expected] of cases) {
     it(`${JSON.stringify(value)} → ${expected} ms`, () => {
       assert.equal(parseRetryAfter(value, now), expected);
-    });
-  }
-});
-
-describe('targetOf', () => {
-  const urls = [
-    'http://localhost:3000/rpc/fn_pgqueuer_enqueue',
-    'http://127.0.0.1/rpc/fn',
-    'https://api.example.com/postgrest/rpc/fn',
-    'https://api.example.com:8443/rpc/fn?x=1',
-    'http://[::1]:3000/rpc/fn',
-    'http://user:p%40ss@proxy.internal:8080/rpc/fn',
-    'http://user@proxy.internal/rpc/fn',
-  ];
-  for (const url of urls) {
-    it(`gives the request options Node derives from ${url}`, () => {
-      const node = urlToHttpOptions(new URL(url));
-      const { protocol, hostname, port, path, auth } = node;
-      const expected = Object.fromEntries(
-        Object.entries({ protocol, hostname, port, path, auth }).filter(([, v]) => v !== undefined),
-      );
-      assert.deepEqual({ ...targetOf(new URL(url)) }, expected);
     });
   }
 });
