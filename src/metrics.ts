@@ -8,9 +8,9 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 type Labels<L extends string> = Readonly<Record<L, string>>;
 
 /**
- * One label set of a counter or gauge, for the paths every message takes: counted in a plain
- * number and handed to prom-client when the registry is read. prom-client builds a key string
- * from the labels on every call, which at tens of thousands of messages a second is garbage.
+ * One label set of a counter, for the paths every message takes: counted in a plain number and
+ * handed to prom-client when the registry is read. prom-client builds a key string from the
+ * labels on every call, which at tens of thousands of messages a second is garbage.
  */
 export class Tally<L extends string> {
   readonly labels: Labels<L>;
@@ -24,11 +24,7 @@ export class Tally<L extends string> {
     this.#pending++;
   }
 
-  dec(): void {
-    this.#pending--;
-  }
-
-  /** The change since the last call. */
+  /** The count since the last call. */
   take(): number {
     const pending = this.#pending;
     this.#pending = 0;
@@ -36,62 +32,37 @@ export class Tally<L extends string> {
   }
 }
 
-/** The tallies of one metric. */
-class Tallies<L extends string> {
-  readonly #all: Tally<L>[] = [];
+/** A counter whose every label must be given. */
+class TypedCounter<L extends string> {
+  readonly #counter: Counter<L>;
+  readonly #tallies: Tally<L>[] = [];
 
-  add(labels: Labels<L>): Tally<L> {
-    const tally = new Tally(labels);
-    this.#all.push(tally);
-    return tally;
-  }
-
-  /** prom-client options for a metric whose collect hook hands it the changes before it is read. */
-  metricOptions(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
-    const all = this.#all;
-    return {
+  constructor(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
+    const tallies = this.#tallies;
+    this.#counter = new Counter({
       name,
       help,
       labelNames,
       registers: [registry],
-      collect(this: { inc(labels: Labels<L>, value: number): void }): void {
-        for (const tally of all) {
+      // Hands the tallies' counts over before the counter is read.
+      collect() {
+        for (const tally of tallies) {
           const change = tally.take();
           if (change !== 0) this.inc(tally.labels, change);
         }
       },
-    };
-  }
-}
-
-/** A counter whose every label must be given. */
-class TypedCounter<L extends string> {
-  readonly #counter: Counter<L>;
-  readonly #tallies = new Tallies<L>();
-
-  constructor(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
-    this.#counter = new Counter(this.#tallies.metricOptions(registry, name, help, labelNames));
+    });
   }
 
   inc(labels: Labels<L>, value = 1): void {
     this.#counter.inc(labels, value);
   }
 
+  /** A handle on one label set, for paths that every message takes. */
   tally(labels: Labels<L>): Tally<L> {
-    return this.#tallies.add(labels);
-  }
-}
-
-/** A gauge changed only through tallies. */
-class TalliedGauge<L extends string> {
-  readonly #tallies = new Tallies<L>();
-
-  constructor(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
-    new Gauge(this.#tallies.metricOptions(registry, name, help, labelNames));
-  }
-
-  tally(labels: Labels<L>): Tally<L> {
-    return this.#tallies.add(labels);
+    const tally = new Tally(labels);
+    this.#tallies.push(tally);
+    return tally;
   }
 }
 
@@ -100,6 +71,7 @@ export type RetryKind = 'transient' | 'endpoint_fault' | 'unknown' | 'dead_lette
 
 export class Metrics {
   readonly registry = new Registry();
+  #inFlight: () => Iterable<readonly [string, number]> = () => [];
   readonly deliveries = new TypedCounter(
     this.registry,
     'pgq_bridge_deliveries_total',
@@ -161,12 +133,16 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
-  readonly inFlight = new TalliedGauge(
-    this.registry,
-    'pgq_bridge_in_flight',
-    'Deliveries received and not yet settled',
-    ['queue'],
-  );
+  /** Read from the pipeline when scraped: see readInFlightFrom. */
+  readonly inFlight: Gauge<'queue'> = new Gauge({
+    name: 'pgq_bridge_in_flight',
+    help: 'Deliveries received and not yet settled',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const [queue, count] of this.#inFlight()) this.inFlight.set({ queue }, count);
+    },
+  });
   readonly paused = new Gauge({
     name: 'pgq_bridge_paused',
     help: '1 while intake is paused because the endpoint is failing',
@@ -177,5 +153,10 @@ export class Metrics {
   constructor(options: { readonly processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'pgq_bridge_' });
+  }
+
+  /** Where the in-flight gauge gets its values: the count per queue, which the pipeline keeps anyway. */
+  readInFlightFrom(read: () => Iterable<readonly [string, number]>): void {
+    this.#inFlight = read;
   }
 }

@@ -62,7 +62,6 @@ interface Lane {
   running: number;
   readonly waiting: Delivery[];
   readonly deliveries: Tally<'queue'>;
-  readonly inFlight: Tally<'queue'>;
   readonly enqueued: Tally<'queue'>;
 }
 
@@ -75,13 +74,15 @@ export class Pipeline {
   readonly #deps: PipelineDeps;
   readonly #lanes = new Map<string, Lane>();
   readonly #drainSignal = new AbortController();
-  #active = 0;
   #idle: (() => void) | undefined;
   /** For the poison rule: did any call succeed after a given delivery started failing? */
   #lastSuccessAt = 0;
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
+    deps.metrics.readInFlightFrom(() =>
+      Array.from(this.#lanes, ([queue, lane]) => [queue, lane.running + lane.waiting.length] as const),
+    );
     // Every held delivery listens for the drain, so more than Node's default of 10 is normal.
     setMaxListeners(0, this.#drainSignal.signal);
   }
@@ -92,14 +93,14 @@ export class Pipeline {
 
   /** Deliveries received and not yet finished. */
   get active(): number {
-    return this.#active;
+    let active = 0;
+    for (const lane of this.#lanes.values()) active += lane.running + lane.waiting.length;
+    return active;
   }
 
   handle(delivery: Delivery): void {
     const lane = this.#laneFor(delivery.source);
     lane.deliveries.inc();
-    lane.inFlight.inc();
-    this.#active++;
     if (lane.running < lane.limit) void this.#run(lane, delivery);
     else lane.waiting.push(delivery);
   }
@@ -108,7 +109,7 @@ export class Pipeline {
   async #run(lane: Lane, delivery: Delivery): Promise<void> {
     lane.running++;
     try {
-      await this.#process(delivery);
+      await this.#process(lane, delivery);
     } catch (error) {
       // A bug, not an outcome: leave the delivery unacked (the broker keeps it) and say so.
       this.#deps.logger.error(
@@ -116,12 +117,10 @@ export class Pipeline {
         'unexpected error in the pipeline',
       );
     } finally {
-      lane.inFlight.dec();
-      this.#active--;
       lane.running--;
       const next = lane.waiting.shift();
       if (next !== undefined) void this.#run(lane, next);
-      else if (this.#active === 0) this.#idle?.();
+      else if (this.#idle !== undefined && this.active === 0) this.#idle();
     }
   }
 
@@ -131,13 +130,13 @@ export class Pipeline {
    */
   async drain(graceMs: number): Promise<number> {
     this.#drainSignal.abort();
-    if (this.#active > 0) {
+    if (this.active > 0) {
       // Ends the wait (and its timer, which would otherwise keep the process alive) once idle.
       const idle = new AbortController();
       this.#idle = () => idle.abort();
       await sleep(graceMs, idle.signal);
     }
-    return this.#active;
+    return this.active;
   }
 
   #laneFor(source: SourceConfig): Lane {
@@ -150,7 +149,6 @@ export class Pipeline {
         running: 0,
         waiting: [],
         deliveries: metrics.deliveries.tally(labels),
-        inFlight: metrics.inFlight.tally(labels),
         enqueued: metrics.enqueued.tally(labels),
       };
       this.#lanes.set(source.queue, lane);
@@ -159,7 +157,7 @@ export class Pipeline {
   }
 
   /** Synchronous up to the first I/O: decoding needs no frame of its own. */
-  #process(delivery: Delivery): Promise<void> | undefined {
+  #process(lane: Lane, delivery: Delivery): Promise<void> | undefined {
     if (this.draining || !delivery.live) return;
     const { message } = delivery;
     const decoded = decodeMessage(
@@ -177,10 +175,10 @@ export class Pipeline {
         message: rejection.message,
       });
     }
-    return decoded.ok ? this.#enqueue(delivery, decoded.args) : undefined;
+    return decoded.ok ? this.#enqueue(lane, delivery, decoded.args) : undefined;
   }
 
-  async #enqueue(delivery: Delivery, args: EnqueueArgs): Promise<void> {
+  async #enqueue(lane: Lane, delivery: Delivery, args: EnqueueArgs): Promise<void> {
     const { circuit, metrics, retry } = this.#deps;
     const rpc = this.#deps.rpc(delivery.source);
     const queue = delivery.source.queue;
@@ -217,7 +215,7 @@ export class Pipeline {
             (outcome.kind === 'enqueued'
               ? await this.#reply(delivery, { status: 'enqueued' }, outcome.jobId)
               : await this.#reply(delivery, { status: 'duplicate', dedupe_key: args.dedupeKey }));
-          if (replied) this.#ack(delivery, args, outcome);
+          if (replied) this.#ack(lane, delivery, args, outcome);
           return;
         }
         if (outcome.kind === 'rejected_by_rpc') {
@@ -261,6 +259,7 @@ export class Pipeline {
   }
 
   #ack(
+    lane: Lane,
     delivery: Delivery,
     args: EnqueueArgs,
     outcome: Extract<Outcome, { kind: 'enqueued' | 'duplicate' }>,
@@ -277,7 +276,7 @@ export class Pipeline {
       return;
     }
     if (outcome.kind === 'enqueued') {
-      this.#laneFor(delivery.source).enqueued.inc();
+      lane.enqueued.inc();
       if (logger.isLevelEnabled('debug')) {
         logger.debug(
           {
