@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { RpcClient } from '../src/rpc.ts';
+import { RpcClient } from '../src/postgrest/client.ts';
 import { connectionString } from '../test/support/pg.ts';
 import { jobArgs } from './messages.ts';
 

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { decodeMessage, type EnqueueArgs } from '../src/message.ts';
+import { decodeMessage, type EnqueueArgs } from '../src/message/decode.ts';
 
 /**
  * Every scenario enqueues the same job shape: a small JSON payload and headers carrying the

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_BATCH_MAX_SIZE, defaultPrefetch } from '../src/config.ts';
+import { DEFAULT_BATCH_MAX_SIZE, defaultPrefetch } from '../src/config/config.ts';
 import { type CpuUse, QUIET_THRESHOLD } from './measure.ts';
 import type { BenchOptions, ScenarioName } from './options.ts';
 import type { ScenarioResult } from './results.ts';

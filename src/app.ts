@@ -4,17 +4,17 @@ import { ackHoldFor } from './amqp/acks.ts';
 import type { ConnectFn, ConnectionSettings } from './amqp/connection.ts';
 import { AmqpConsumer } from './amqp/consumer.ts';
 import { ConfirmPublisher } from './amqp/publisher.ts';
-import { createTokenSource, type TokenSource, withTokenRefresh } from './auth.ts';
-import { Batcher } from './batcher.ts';
-import { Circuit } from './circuit.ts';
-import type { Config } from './config.ts';
+import type { Config } from './config/config.ts';
 import { ConfigError, toError } from './errors.ts';
 import { type HttpEndpoint, startHttp } from './http.ts';
+import { createPolicy } from './message/policy.ts';
 import { Metrics } from './metrics.ts';
-import { type Enqueuer, Pipeline } from './pipeline.ts';
-import { createPolicy } from './policy.ts';
-import { RateLimiter } from './rate-limit.ts';
-import { RpcClient } from './rpc.ts';
+import { type Enqueuer, Pipeline } from './pipeline/pipeline.ts';
+import { createTokenSource, type TokenSource, withTokenRefresh } from './postgrest/auth.ts';
+import { Batcher } from './postgrest/batcher.ts';
+import { RpcClient } from './postgrest/client.ts';
+import { Circuit } from './resilience/circuit.ts';
+import { RateLimiter } from './resilience/rate-limit.ts';
 
 /**
  * The composition root: builds every part from the config and owns their lifecycle.

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { App } from './app.ts';
-import { type Config, loadConfig, maskSecrets } from './config.ts';
+import { type Config, loadConfig, maskSecrets } from './config/config.ts';
 import { ConfigError, toError } from './errors.ts';
 import { createLogger } from './log.ts';
 

@@ -1,10 +1,10 @@
 import type { ChannelModel } from 'amqplib';
 import amqp from 'amqplib';
 import type { Logger } from 'pino';
-import { maskUrlPassword } from '../config.ts';
+import { maskUrlPassword } from '../config/config.ts';
 import { toError } from '../errors.ts';
-import { backoffDelay } from '../outcome.ts';
-import { sleep } from '../sleep.ts';
+import { backoffDelay } from '../postgrest/classify.ts';
+import { sleep } from '../resilience/sleep.ts';
 
 /**
  * One AMQP connection that comes back by itself. After every (re)connect it runs `setup`, which

@@ -1,10 +1,10 @@
 import { setMaxListeners } from 'node:events';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import type { SourceConfig } from '../config.ts';
+import type { SourceConfig } from '../config/config.ts';
 import { toError } from '../errors.ts';
-import { backoffDelay } from '../outcome.ts';
-import { sleep } from '../sleep.ts';
+import { backoffDelay } from '../postgrest/classify.ts';
+import { sleep } from '../resilience/sleep.ts';
 import { type AckHold, ChannelAcks } from './acks.ts';
 import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './connection.ts';
 

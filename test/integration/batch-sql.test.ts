@@ -13,8 +13,8 @@ import { readFile } from 'node:fs/promises';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { classify } from '../../src/outcome.ts';
-import { interpretBatchResponse } from '../../src/rpc.ts';
+import { classify } from '../../src/postgrest/classify.ts';
+import { interpretBatchResponse } from '../../src/postgrest/client.ts';
 import {
   adminPool,
   asRole,

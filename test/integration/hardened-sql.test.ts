@@ -13,8 +13,8 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SignJWT } from 'jose';
 import type { App } from '../../src/app.ts';
-import { classify, type OutcomeKind } from '../../src/outcome.ts';
-import { interpretResponse } from '../../src/rpc.ts';
+import { classify, type OutcomeKind } from '../../src/postgrest/classify.ts';
+import { interpretResponse } from '../../src/postgrest/client.ts';
 import { startApp } from '../support/app.ts';
 import {
   adminPool,

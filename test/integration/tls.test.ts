@@ -5,7 +5,7 @@ import net from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { App } from '../../src/app.ts';
-import { parseConfig } from '../../src/config.ts';
+import { parseConfig } from '../../src/config/config.ts';
 import { createLogger } from '../../src/log.ts';
 import { LogSink, metricValue } from '../support/app.ts';
 import { type Environment, startEnvironment } from '../support/environment.ts';

@@ -1,5 +1,5 @@
 import { App, type AppOverrides } from '../../src/app.ts';
-import { parseConfig } from '../../src/config.ts';
+import { parseConfig } from '../../src/config/config.ts';
 import { createLogger } from '../../src/log.ts';
 
 /** Log records captured in memory, so tests can assert on them as objects. */

@@ -3,7 +3,7 @@ import {
   type IncomingMessage,
   type InvalidReason,
   MAX_HEADERS_DEPTH,
-} from '../../src/message.ts';
+} from '../../src/message/decode.ts';
 
 /**
  * Malformed and hostile messages, each with the rejection reason the bridge must give. Shared by

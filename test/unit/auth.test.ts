@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { jwtVerify } from 'jose';
 import { pino } from 'pino';
-import { createTokenSource, withTokenRefresh } from '../../src/auth.ts';
-import { parseConfig } from '../../src/config.ts';
+import { parseConfig } from '../../src/config/config.ts';
 import { ConfigError } from '../../src/errors.ts';
-import type { RpcResult } from '../../src/rpc.ts';
+import { createTokenSource, withTokenRefresh } from '../../src/postgrest/auth.ts';
+import type { RpcResult } from '../../src/postgrest/client.ts';
 
 const logger = pino({ level: 'silent' });
 const secret = 'a-shared-secret-of-at-least-32-characters!';

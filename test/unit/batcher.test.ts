@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Batcher, type BatchItemResult, type BatchTransport } from '../../src/batcher.ts';
-import type { EnqueueArgs } from '../../src/message.ts';
-import { interpretBatchResponse, type RpcResult } from '../../src/rpc.ts';
+import type { EnqueueArgs } from '../../src/message/decode.ts';
+import { Batcher, type BatchItemResult, type BatchTransport } from '../../src/postgrest/batcher.ts';
+import { interpretBatchResponse, type RpcResult } from '../../src/postgrest/client.ts';
 
 const refused: RpcResult = {
   kind: 'http_error',

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import type { TestContext } from 'node:test';
 import { describe, it } from 'node:test';
-import type { CircuitOptions } from '../../src/circuit.ts';
-import { Circuit } from '../../src/circuit.ts';
+import type { CircuitOptions } from '../../src/resilience/circuit.ts';
+import { Circuit } from '../../src/resilience/circuit.ts';
 
 /**
  * With random() ≈ 1 the jittered probe delays are 100, 199, 399, 799, 999, 999 … ms

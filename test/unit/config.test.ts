@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import type { Config } from '../../src/config.ts';
-import { configPathFrom, maskSecrets, maskUrlPassword, parseConfig } from '../../src/config.ts';
+import type { Config } from '../../src/config/config.ts';
+import { configPathFrom, maskSecrets, maskUrlPassword, parseConfig } from '../../src/config/config.ts';
 import { ConfigError } from '../../src/errors.ts';
 
 type Raw = Record<string, unknown>;

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MessageProperties, XDeath } from 'amqplib';
-import type { DeadLetterReason, DeadLetterSource } from '../../src/dead-letter.ts';
-import { buildDeadLetter, HEADER_PREFIX } from '../../src/dead-letter.ts';
+import type { DeadLetterReason, DeadLetterSource } from '../../src/amqp/dead-letter.ts';
+import { buildDeadLetter, HEADER_PREFIX } from '../../src/amqp/dead-letter.ts';
 
 const AT = new Date('2025-03-04T05:06:07.089Z');
 

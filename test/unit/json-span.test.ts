@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { topLevelSpans } from '../../src/json-span.ts';
+import { topLevelSpans } from '../../src/message/json-span.ts';
 
 /** The source text of each top-level member, which is what callers slice out. */
 function members(text: string): Record<string, string> {

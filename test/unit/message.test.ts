@@ -7,7 +7,7 @@ import type {
   EnqueueArgs,
   IncomingMessage,
   InvalidReason,
-} from '../../src/message.ts';
+} from '../../src/message/decode.ts';
 import {
   decodeMessage,
   InvalidMessageError,
@@ -16,7 +16,7 @@ import {
   MAX_HEADERS_DEPTH,
   PG_INT_MAX,
   PG_INT_MIN,
-} from '../../src/message.ts';
+} from '../../src/message/decode.ts';
 import { BAD_INPUTS, nestedObject } from '../support/bad-inputs.ts';
 
 type Properties = IncomingMessage['properties'];

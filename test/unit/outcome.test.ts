@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { BackoffPolicy, ClassifyContext, Outcome } from '../../src/outcome.ts';
-import { backoffDelay, classify, MAX_RETRY_AFTER_MS, retryDelay } from '../../src/outcome.ts';
-import type { RpcResult } from '../../src/rpc.ts';
+import type { BackoffPolicy, ClassifyContext, Outcome } from '../../src/postgrest/classify.ts';
+import { backoffDelay, classify, MAX_RETRY_AFTER_MS, retryDelay } from '../../src/postgrest/classify.ts';
+import type { RpcResult } from '../../src/postgrest/client.ts';
 
 const WITH_KEY: ClassifyContext = { hasDedupeKey: true };
 const NO_KEY: ClassifyContext = { hasDedupeKey: false };

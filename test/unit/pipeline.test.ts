@@ -5,13 +5,13 @@ import type { ConsumeMessage } from 'amqplib';
 import { pino } from 'pino';
 import { ChannelAcks } from '../../src/amqp/acks.ts';
 import { Delivery } from '../../src/amqp/consumer.ts';
-import { Circuit } from '../../src/circuit.ts';
-import { parseConfig, type SourceConfig } from '../../src/config.ts';
-import type { EnqueueArgs } from '../../src/message.ts';
+import { parseConfig, type SourceConfig } from '../../src/config/config.ts';
+import type { EnqueueArgs } from '../../src/message/decode.ts';
+import { createPolicy } from '../../src/message/policy.ts';
 import { Metrics } from '../../src/metrics.ts';
-import { type Enqueuer, Pipeline } from '../../src/pipeline.ts';
-import { createPolicy } from '../../src/policy.ts';
-import type { RpcResult } from '../../src/rpc.ts';
+import { type Enqueuer, Pipeline } from '../../src/pipeline/pipeline.ts';
+import type { RpcResult } from '../../src/postgrest/client.ts';
+import { Circuit } from '../../src/resilience/circuit.ts';
 
 /**
  * The pipeline's own bookkeeping, without RabbitMQ or HTTP: how many deliveries of a source are

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseConfig } from '../../src/config.ts';
-import { createPolicy, entrypointMatcher } from '../../src/policy.ts';
-import { RateLimiter } from '../../src/rate-limit.ts';
+import { parseConfig } from '../../src/config/config.ts';
+import { createPolicy, entrypointMatcher } from '../../src/message/policy.ts';
+import { RateLimiter } from '../../src/resilience/rate-limit.ts';
 
 const base = { amqp: { url: 'amqp://h' }, postgrest: { url: 'http://h' }, sources: [{ queue: 'q' }] };
 

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import type { EnqueueArgs } from '../../src/message.ts';
-import type { RpcResult } from '../../src/rpc.ts';
-import { encodeEnqueueBody, interpretResponse, parseRetryAfter } from '../../src/rpc.ts';
+import type { EnqueueArgs } from '../../src/message/decode.ts';
+import type { RpcResult } from '../../src/postgrest/client.ts';
+import { encodeEnqueueBody, interpretResponse, parseRetryAfter } from '../../src/postgrest/client.ts';
 
 /** What PostgREST would see: the parsed body, with the bytea hex text turned back into bytes. */
 function decodeBody(body: string): { readonly fields: Record<string, unknown>; readonly payload?: Buffer } {

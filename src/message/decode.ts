@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
-import type { SourceConfig } from './config.ts';
-import { BridgeError } from './errors.ts';
+import type { SourceConfig } from '../config/config.ts';
+import { BridgeError } from '../errors.ts';
 import { topLevelSpans } from './json-span.ts';
 
 /**

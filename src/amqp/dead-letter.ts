@@ -1,5 +1,5 @@
 import type { MessageProperties, Options } from 'amqplib';
-import type { DeadLetterKind } from './metrics.ts';
+import type { DeadLetterKind } from '../metrics.ts';
 
 /**
  * The dead letter: the original body and properties, plus headers that say why, so an operator

@@ -1,4 +1,4 @@
-import type { RpcResult } from './rpc.ts';
+import type { RpcResult } from './client.ts';
 
 /**
  * What an RPC answer means for the delivery. Pure: decided from the HTTP status, PostgREST's

@@ -1,8 +1,8 @@
 import pLimit, { type LimitFunction } from 'p-limit';
-import type { EnqueueArgs } from './message.ts';
-import { classify } from './outcome.ts';
-import type { Enqueuer } from './pipeline.ts';
-import type { RpcResult } from './rpc.ts';
+import type { EnqueueArgs } from '../message/decode.ts';
+import type { Enqueuer } from '../pipeline/pipeline.ts';
+import { classify } from './classify.ts';
+import type { RpcResult } from './client.ts';
 
 /**
  * Batch mode as an Enqueuer: each delivery still asks for its own job and gets its own answer,

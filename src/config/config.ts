@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigError, toError } from './errors.ts';
+import { ConfigError, toError } from '../errors.ts';
 
 /**
  * Configuration is read once at start: a JSON file, then a few environment variables for

@@ -1,11 +1,11 @@
 import { readFileSync, statSync } from 'node:fs';
 import { SignJWT } from 'jose';
 import type { Logger } from 'pino';
-import type { Config } from './config.ts';
-import { ConfigError, toError } from './errors.ts';
-import type { EnqueueArgs } from './message.ts';
-import type { Enqueuer } from './pipeline.ts';
-import type { RpcResult } from './rpc.ts';
+import type { Config } from '../config/config.ts';
+import { ConfigError, toError } from '../errors.ts';
+import type { EnqueueArgs } from '../message/decode.ts';
+import type { Enqueuer } from '../pipeline/pipeline.ts';
+import type { RpcResult } from './client.ts';
 
 /**
  * Where the bearer token for PostgREST comes from: a static value, a file (a mounted secret that

@@ -1,18 +1,18 @@
 import { setMaxListeners } from 'node:events';
 import type { Options } from 'amqplib';
 import type { Logger } from 'pino';
-import type { Delivery } from './amqp/consumer.ts';
-import type { Circuit } from './circuit.ts';
-import type { Config, SourceConfig } from './config.ts';
-import { buildDeadLetter, type DeadLetterReason } from './dead-letter.ts';
-import { toError } from './errors.ts';
-import { decodeMessage, type EnqueueArgs } from './message.ts';
-import type { Metrics, Tally } from './metrics.ts';
-import { classify, type Outcome, retryDelay } from './outcome.ts';
-import type { Policy } from './policy.ts';
-import type { RateLimiter } from './rate-limit.ts';
-import type { RpcResult } from './rpc.ts';
-import { sleep } from './sleep.ts';
+import type { Delivery } from '../amqp/consumer.ts';
+import { buildDeadLetter, type DeadLetterReason } from '../amqp/dead-letter.ts';
+import type { Config, SourceConfig } from '../config/config.ts';
+import { toError } from '../errors.ts';
+import { decodeMessage, type EnqueueArgs } from '../message/decode.ts';
+import type { Policy } from '../message/policy.ts';
+import type { Metrics, Tally } from '../metrics.ts';
+import { classify, type Outcome, retryDelay } from '../postgrest/classify.ts';
+import type { RpcResult } from '../postgrest/client.ts';
+import type { Circuit } from '../resilience/circuit.ts';
+import type { RateLimiter } from '../resilience/rate-limit.ts';
+import { sleep } from '../resilience/sleep.ts';
 
 /**
  * One delivery is one unit of work from arrival until it is acked or handed back to the broker:

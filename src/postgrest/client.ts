@@ -1,9 +1,9 @@
 import http from 'node:http';
 import https from 'node:https';
 import { urlToHttpOptions } from 'node:url';
+import { errorCode, toError } from '../errors.ts';
+import type { EnqueueArgs } from '../message/decode.ts';
 import type { BatchItemResult } from './batcher.ts';
-import { errorCode, toError } from './errors.ts';
-import type { EnqueueArgs } from './message.ts';
 
 /**
  * PostgREST client for one function: POST {url}/rpc/{function} with the named arguments as a JSON

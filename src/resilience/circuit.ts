@@ -1,4 +1,4 @@
-import { type BackoffPolicy, backoffDelay } from './outcome.ts';
+import { type BackoffPolicy, backoffDelay } from '../postgrest/classify.ts';
 
 /**
  * Shared view of the RPC endpoint's health, so that a failing PostgREST is probed by one call at
