@@ -2,17 +2,20 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { ackHoldFor } from './amqp/acks.ts';
 import type { ConnectFn, ConnectionSettings } from './amqp/connection.ts';
-import { AmqpConsumer } from './amqp/consumer.ts';
+import { AmqpConsumer, type PauseReason } from './amqp/consumer.ts';
 import { ConfirmPublisher } from './amqp/publisher.ts';
+import { AmqpSettlePort } from './amqp/settle-port.ts';
 import type { Config } from './config/config.ts';
 import { ConfigError, toError } from './errors.ts';
 import { type HttpEndpoint, startHttp } from './http.ts';
+import type { EnqueueArgs } from './message/decode.ts';
 import { createPolicy } from './message/policy.ts';
 import { Metrics } from './metrics.ts';
-import { type Enqueuer, Pipeline } from './pipeline/pipeline.ts';
+import { Pipeline } from './pipeline/pipeline.ts';
 import { createTokenSource, type TokenSource, withTokenRefresh } from './postgrest/auth.ts';
 import { Batcher } from './postgrest/batcher.ts';
 import { RpcClient } from './postgrest/client.ts';
+import { type Enqueuer, singleEnqueuer } from './postgrest/enqueuer.ts';
 import { Circuit } from './resilience/circuit.ts';
 import { RateLimiter } from './resilience/rate-limit.ts';
 
@@ -29,8 +32,8 @@ import { RateLimiter } from './resilience/rate-limit.ts';
 export interface AppOverrides {
   /** Replaces amqplib's connect (fault injection in tests). */
   readonly connect?: ConnectFn;
-  /** Replaces the PostgREST client. */
-  readonly rpc?: Enqueuer & { close?: () => void };
+  /** Replaces the PostgREST client (single mode). */
+  readonly rpc?: { enqueue: RpcClient['enqueue']; close?: () => void };
   /** Skip default process metrics (several apps in one test process). */
   readonly processMetrics?: boolean;
 }
@@ -66,7 +69,7 @@ export class App {
   readonly config: Config;
   readonly metrics: Metrics;
   readonly #logger: Logger;
-  readonly #rpc: Enqueuer & { close?: () => void };
+  readonly #rpc: { enqueue: RpcClient['enqueue']; close?: () => void };
   readonly #publisher: ConfirmPublisher;
   readonly #consumer: AmqpConsumer;
   readonly #circuit: Circuit;
@@ -94,12 +97,23 @@ export class App {
         maxSockets: sockets,
         ca: readPem(config.postgrest.caFile, 'postgrest.caFile'),
         batchFunction: config.batch.enabled ? config.batch.function : undefined,
+        batchTimeoutMs: config.batch.timeoutMs,
       });
     const settings: ConnectionSettings = {
       ...config.amqp,
       socketOptions: amqpSocketOptions(config.amqp.tls),
     };
-    this.#publisher = new ConfirmPublisher(settings, logger, overrides.connect);
+    this.#publisher = new ConfirmPublisher(
+      { ...settings, confirmTimeoutMs: config.amqp.confirmTimeoutMs },
+      logger,
+      overrides.connect,
+      {
+        onBlocked: (blocked) => {
+          this.metrics.blocked.set({ connection: 'publisher' }, blocked ? 1 : 0);
+          this.#updateReady();
+        },
+      },
+    );
     this.#consumer = new AmqpConsumer(
       settings,
       config.sources,
@@ -121,13 +135,7 @@ export class App {
     this.#circuit = new Circuit({
       failureThreshold: PAUSE_AFTER_FAILURES,
       backoff: config.retry,
-      onIntake: (allowed) => {
-        if (this.#stopping !== undefined) return;
-        const change = allowed ? this.#consumer.resume() : this.#consumer.pause();
-        change.catch((error: unknown) =>
-          this.#logger.error({ err: toError(error) }, 'changing intake failed'),
-        );
-      },
+      onIntake: (allowed) => this.#pauseIntake('circuit', !allowed),
       onOpen: (reason) => {
         this.metrics.paused.set(1);
         this.#logger.error(
@@ -150,19 +158,37 @@ export class App {
       refresh: async () => this.#tokens?.refresh(),
       close: () => undefined,
     };
-    const single = withTokenRefresh(this.#rpc, tokens);
-    const rpcFor = new Map(
+    const rpc = this.#rpc;
+    const single = singleEnqueuer(
+      withTokenRefresh((args: EnqueueArgs) => rpc.enqueue(args), tokens),
+      config.postgrest.dedupeConstraint,
+    );
+    const enqueuers = new Map<string, Enqueuer>(
       config.sources.map((source) => {
-        const client = this.#rpc;
-        if (!config.batch.enabled || !(client instanceof RpcClient)) return [source.queue, single];
-        const batcher = new Batcher(client, { ...config.batch, concurrency: source.concurrency });
-        return [source.queue, withTokenRefresh(batcher, tokens)];
+        if (!config.batch.enabled || !(rpc instanceof RpcClient)) return [source.queue, single];
+        const post = withTokenRefresh((bodies: readonly string[]) => rpc.postBatch(bodies), tokens);
+        const batcher = new Batcher(
+          { postBatch: post },
+          { ...config.batch, concurrency: source.concurrency },
+        );
+        return [source.queue, batcher];
       }),
     );
     this.#pipeline = new Pipeline({
-      rpc: (source) => rpcFor.get(source.queue) ?? single,
+      enqueuer: (source) => enqueuers.get(source.queue) ?? single,
       parallelism: (source) => (config.batch.enabled ? source.prefetch : source.concurrency),
-      publisher: this.#publisher,
+      settle: new AmqpSettlePort(this.#publisher, this.metrics, logger),
+      maxInFlightBytes: config.intake.maxInFlightBytes,
+      onHealthChange: () => this.#updateReady(),
+      onMemoryPressure: (over) => {
+        if (over)
+          logger.warn(
+            { limit: config.intake.maxInFlightBytes },
+            'in-flight bytes over the limit; intake paused',
+          );
+        else logger.info('in-flight bytes back under the limit; intake resumed');
+        this.#pauseIntake('memory', over);
+      },
       circuit: this.#circuit,
       metrics: this.metrics,
       logger,
@@ -176,7 +202,20 @@ export class App {
   }
 
   get ready(): boolean {
-    return this.#stopping === undefined && this.#consumer.consuming && !this.#circuit.isOpen;
+    return (
+      this.#stopping === undefined &&
+      this.#consumer.consuming &&
+      !this.#circuit.isOpen &&
+      !this.#pipeline.faulty &&
+      !this.#publisher.blocked
+    );
+  }
+
+  #pauseIntake(reason: PauseReason, paused: boolean): void {
+    if (this.#stopping !== undefined) return;
+    this.#consumer
+      .setPaused(reason, paused)
+      .catch((error: unknown) => this.#logger.error({ err: toError(error) }, 'changing intake failed'));
   }
 
   get httpPort(): number | undefined {
@@ -188,7 +227,10 @@ export class App {
       consuming: this.#consumer.consuming,
       endpointFailing: this.#circuit.isOpen,
       intakePaused: this.#consumer.paused,
+      intakePausedFor: this.#consumer.pausedFor,
       deadLetterPublisherConnected: this.#publisher.ready,
+      brokerBlocked: this.#publisher.blocked,
+      internalErrors: this.#pipeline.faulty,
       inFlight: this.#pipeline.active,
       stopping: this.#stopping !== undefined,
     };
@@ -246,7 +288,10 @@ export class App {
         this.#logger.error({ err: toError(error), step: name }, 'shutdown step failed');
       }
     }
-    this.#logger.info({ unfinished }, 'stopped');
+    this.#logger.info(
+      { returnedToBroker: unfinished },
+      `stopped; ${unfinished} unsettled deliveries returned to the broker`,
+    );
     return unfinished;
   }
 

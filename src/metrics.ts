@@ -66,9 +66,6 @@ class TypedCounter<L extends string> {
   }
 }
 
-export type DeadLetterKind = 'invalid_message' | 'rejected_by_rpc';
-export type RetryKind = 'transient' | 'endpoint_fault' | 'unknown' | 'dead_letter_publish' | 'reply_publish';
-
 export class Metrics {
   readonly registry = new Registry();
   #inFlight: () => Iterable<readonly [string, number]> = () => [];
@@ -108,7 +105,31 @@ export class Metrics {
   readonly requeued = new TypedCounter(
     this.registry,
     'pgq_bridge_requeued_total',
-    'Held deliveries returned to the queue before the consumer timeout',
+    'Deliveries handed back to the queue, by why: held_too_long (before the consumer timeout), repeated_failure, internal_error, memory',
+    ['queue', 'why'],
+  );
+  readonly internalErrors = new TypedCounter(
+    this.registry,
+    'pgq_bridge_internal_errors_total',
+    'Unexpected errors in the delivery path (a bug); the delivery is handed back, and readiness fails until a call succeeds',
+    ['queue'],
+  );
+  readonly replyFailures = new TypedCounter(
+    this.registry,
+    'pgq_bridge_reply_failures_total',
+    'Replies that could not be delivered (the message was acked anyway: its job exists), by publish failure kind',
+    ['queue', 'kind'],
+  );
+  readonly publishFailures = new TypedCounter(
+    this.registry,
+    'pgq_bridge_publish_failures_total',
+    'Dead-letter and reply publishes not routed and confirmed, by kind (returned, nacked, timeout, blocked, unavailable, too_large)',
+    ['kind'],
+  );
+  readonly droppedHeaders = new TypedCounter(
+    this.registry,
+    'pgq_bridge_dead_letter_dropped_headers_total',
+    'Dead letters whose original headers had to be dropped to fit the frame limit',
     ['queue'],
   );
   readonly replies = new TypedCounter(
@@ -149,6 +170,19 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly ready = new Gauge({ name: 'pgq_bridge_ready', help: '1 when ready', registers: [this.registry] });
+  readonly blocked = new Gauge({
+    name: 'pgq_bridge_broker_blocked',
+    help: '1 while the broker blocks the connection (memory or disk alarm)',
+    labelNames: ['connection'] as const,
+    registers: [this.registry],
+  });
+  readonly inFlightBytes: Gauge = new Gauge({
+    name: 'pgq_bridge_in_flight_bytes',
+    help: 'Message bytes held by deliveries not yet settled',
+    registers: [this.registry],
+    collect: (): void => this.inFlightBytes.set(this.#inFlightBytes()),
+  });
+  #inFlightBytes: () => number = () => 0;
 
   constructor(options: { readonly processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true)
@@ -156,7 +190,8 @@ export class Metrics {
   }
 
   /** Where the in-flight gauge gets its values: the count per queue, which the pipeline keeps anyway. */
-  readInFlightFrom(read: () => Iterable<readonly [string, number]>): void {
+  readInFlightFrom(read: () => Iterable<readonly [string, number]>, bytes: () => number): void {
     this.#inFlight = read;
+    this.#inFlightBytes = bytes;
   }
 }

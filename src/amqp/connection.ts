@@ -3,7 +3,7 @@ import amqp from 'amqplib';
 import type { Logger } from 'pino';
 import { maskUrlPassword } from '../config/config.ts';
 import { toError } from '../errors.ts';
-import { backoffDelay } from '../postgrest/classify.ts';
+import { backoffDelay } from '../resilience/backoff.ts';
 import { sleep } from '../resilience/sleep.ts';
 
 /**

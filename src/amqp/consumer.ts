@@ -1,12 +1,13 @@
-import { setMaxListeners } from 'node:events';
-import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
 import type { SourceConfig } from '../config/config.ts';
 import { toError } from '../errors.ts';
-import { backoffDelay } from '../postgrest/classify.ts';
+import { backoffDelay } from '../resilience/backoff.ts';
 import { sleep } from '../resilience/sleep.ts';
-import { type AckHold, ChannelAcks } from './acks.ts';
+import type { AckHold } from './acks.ts';
 import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './connection.ts';
+import { AmqpDelivery, endLease, type Lease, openLease } from './delivery.ts';
+import { deadLetterDeclareProblem } from './settle-port.ts';
 
 /**
  * Consumes the source queues: one channel per source (so a channel error on one queue does not
@@ -15,108 +16,27 @@ import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './con
  * Lifecycle of a source:
  *   OPENING   channel created, prefetch set, source and dead-letter queues declared
  *   CONSUMING basic.consume active; deliveries flow to the handler
- *   PAUSED    consumer cancelled (the endpoint is failing); unacked deliveries stay on the
- *             channel and can still be acked
+ *   PAUSED    consumer cancelled (the endpoint is failing, or too many bytes are held);
+ *             unacked deliveries stay on the channel and can still be acked
  *   LOST      channel or connection closed: every delivery it carried is dead to us (the broker
  *             requeues them) and is never acked on another channel; reopened with backoff
  *   STOPPED   after stopIntake(): no new consumer is started again
  *
  * A server-side consumer cancel (queue deleted, or a quorum consumer timeout on RabbitMQ 4.3+)
  * closes the channel and takes the LOST path, so the queue is declared (or checked) again.
+ *
+ * Consuming and cancelling are serialised per source: each change waits for the one before it,
+ * then moves the source towards what is wanted now. So a pause that arrives while a resume's
+ * basic.consume is pending cancels the consumer it made, and there is never a second consumer.
  */
 
-/** A channel as deliveries see it; `open` turns false for good once the channel is gone. */
-interface Lease {
-  readonly channel: Channel;
-  readonly acks: ChannelAcks<ConsumeMessage>;
-  open: boolean;
-  readonly lost: AbortController;
-}
-
-function openLease(channel: Channel, ackHold: AckHold | undefined): Lease {
-  // amqplib throws synchronously when the channel is closing; the broker then requeues the
-  // message, so there is nothing left to do.
-  const acks = new ChannelAcks<ConsumeMessage>(
-    {
-      ack: (message, multiple) => {
-        try {
-          channel.ack(message, multiple);
-        } catch {}
-      },
-      requeue: (message) => {
-        try {
-          channel.nack(message, false, true);
-        } catch {}
-      },
-    },
-    ackHold,
-  );
-  const lost = new AbortController();
-  // Every held delivery of the channel listens for its loss: more than Node's default of 10 is normal.
-  setMaxListeners(0, lost.signal);
-  return { channel, acks, open: true, lost };
-}
-
-function endLease(lease: Lease | undefined): void {
-  if (lease === undefined || !lease.open) return;
-  lease.open = false;
-  lease.acks.close();
-  lease.lost.abort();
-}
+export type PauseReason = 'circuit' | 'memory';
 
 /** Closes the channel after sending the acks it still owes. */
-async function closeLease(lease: Lease): Promise<void> {
+async function closeLease(lease: Lease, channel: Channel): Promise<void> {
   lease.acks.flush();
   endLease(lease);
-  await lease.channel.close().catch(() => undefined);
-}
-
-export class Delivery {
-  readonly source: SourceConfig;
-  readonly message: ConsumeMessage;
-  readonly receivedAt: number;
-  readonly #lease: Lease;
-  #settled = false;
-
-  constructor(source: SourceConfig, message: ConsumeMessage, lease: Lease, receivedAt: number) {
-    this.source = source;
-    this.message = message;
-    this.#lease = lease;
-    this.receivedAt = receivedAt;
-    lease.acks.delivered(message);
-  }
-
-  /** Aborts when the channel that delivered this message is gone. */
-  get channelLost(): AbortSignal {
-    return this.#lease.lost.signal;
-  }
-
-  /** False once the delivery is settled or its channel is gone (then the broker owns it again). */
-  get live(): boolean {
-    return !this.#settled && this.#lease.open;
-  }
-
-  /** The ack goes out at the end of this event-loop turn, coalesced with the channel's others. */
-  ack(): boolean {
-    if (!this.#claim()) return false;
-    this.#lease.acks.ack(this.message);
-    return true;
-  }
-
-  /** Returns the message to the queue. */
-  requeue(): boolean {
-    if (!this.#claim()) return false;
-    this.#lease.acks.requeue(this.message);
-    return true;
-  }
-
-  // Settles at most once, and only on the channel that delivered it: a delivery tag means
-  // nothing on another channel, and acking it there could ack a different message.
-  #claim(): boolean {
-    if (!this.live) return false;
-    this.#settled = true;
-    return true;
-  }
+  await channel.close().catch(() => undefined);
 }
 
 export interface ConsumerOptions {
@@ -126,7 +46,7 @@ export interface ConsumerOptions {
 }
 
 export interface ConsumerEvents {
-  readonly onDelivery: (delivery: Delivery) => void;
+  readonly onDelivery: (delivery: AmqpDelivery) => void;
   readonly onReconnected?: () => void;
   readonly onConsumerCancelled?: (queue: string) => void;
   readonly onStateChange?: () => void;
@@ -135,8 +55,11 @@ export interface ConsumerEvents {
 interface SourceState {
   readonly config: SourceConfig;
   lease: Lease | undefined;
+  channel: Channel | undefined;
   consumerTag: string | undefined;
   reopenAttempt: number;
+  /** The intake change in progress; the next one starts after it. */
+  changing: Promise<void>;
 }
 
 export class AmqpConsumer {
@@ -148,7 +71,7 @@ export class AmqpConsumer {
   readonly #ackHold: ConsumerOptions['ackHold'];
   readonly #stopReopening = new AbortController();
   #connection: ChannelModel | undefined;
-  #paused = false;
+  readonly #pausedFor = new Set<PauseReason>();
   #stopped = false;
 
   constructor(
@@ -165,8 +88,10 @@ export class AmqpConsumer {
     this.#sources = sources.map((config) => ({
       config,
       lease: undefined,
+      channel: undefined,
       consumerTag: undefined,
       reopenAttempt: 0,
+      changing: Promise.resolve(),
     }));
     this.#keeper = new ConnectionKeeper(
       settings,
@@ -194,39 +119,49 @@ export class AmqpConsumer {
   }
 
   get paused(): boolean {
-    return this.#paused;
+    return this.#pausedFor.size > 0;
   }
 
-  /** Stops new deliveries; held deliveries can still be acked. Used while the endpoint fails. */
-  async pause(): Promise<void> {
-    if (this.#paused) return;
-    this.#paused = true;
-    await Promise.all(this.#sources.map((s) => this.#cancel(s)));
-    this.#events.onStateChange?.();
+  /** Why intake is paused, if it is. */
+  get pausedFor(): readonly PauseReason[] {
+    return [...this.#pausedFor];
   }
 
-  async resume(): Promise<void> {
-    if (!this.#paused || this.#stopped) return;
-    this.#paused = false;
-    await Promise.all(this.#sources.map((s) => this.#consume(s)));
-    this.#events.onStateChange?.();
+  /**
+   * Stops (or restarts) new deliveries for one reason; intake runs only when no reason holds
+   * it. Held deliveries can still be acked meanwhile.
+   */
+  async setPaused(reason: PauseReason, paused: boolean): Promise<void> {
+    if (paused === this.#pausedFor.has(reason)) return;
+    if (paused) this.#pausedFor.add(reason);
+    else this.#pausedFor.delete(reason);
+    await this.#changeIntake();
   }
 
   /** First step of shutdown: no new deliveries, ever. */
   async stopIntake(): Promise<void> {
     this.#stopped = true;
     this.#stopReopening.abort();
-    await Promise.all(this.#sources.map((s) => this.#cancel(s)));
+    await this.#changeIntake();
+  }
+
+  async #changeIntake(): Promise<void> {
+    await Promise.all(this.#sources.map((s) => this.#converge(s)));
     this.#events.onStateChange?.();
+  }
+
+  get #wanted(): boolean {
+    return this.#pausedFor.size === 0 && !this.#stopped;
   }
 
   /** Closes channels and the connection; unacked deliveries go back to their queues. */
   async close(): Promise<void> {
     await this.stopIntake();
     for (const source of this.#sources) {
-      const lease = source.lease;
+      const { lease, channel } = source;
       source.lease = undefined;
-      if (lease?.open) await closeLease(lease);
+      source.channel = undefined;
+      if (lease?.open && channel !== undefined) await closeLease(lease, channel);
     }
     await this.#keeper.close();
   }
@@ -259,24 +194,55 @@ export class AmqpConsumer {
     );
     channel.on('close', () => this.#onChannelClosed(source, lease));
     source.lease = lease;
+    source.channel = channel;
     await channel.prefetch(config.prefetch, false);
     if (config.declare) {
       await channel.assertQueue(config.queue, { durable: true, arguments: config.queueArguments });
     } else {
       await channel.checkQueue(config.queue);
     }
-    await channel.assertQueue(config.deadLetterQueue, { durable: true });
+    try {
+      await channel.assertQueue(config.deadLetterQueue, {
+        durable: true,
+        arguments: config.deadLetterQueueArguments,
+      });
+    } catch (error) {
+      this.#logger.error(
+        { err: toError(error), queue: config.queue, deadLetterQueue: config.deadLetterQueue },
+        deadLetterDeclareProblem(error),
+      );
+      throw error;
+    }
     source.reopenAttempt = 0;
-    if (!this.#paused && !this.#stopped) await this.#consume(source);
+    await this.#converge(source);
     this.#events.onStateChange?.();
   }
 
-  async #consume(source: SourceState): Promise<void> {
-    const lease = source.lease;
-    if (lease === undefined || !lease.open || source.consumerTag !== undefined) return;
+  /** Queues an intake change for the source behind the ones already under way. */
+  #converge(source: SourceState): Promise<void> {
+    source.changing = source.changing.then(() => this.#moveIntake(source));
+    return source.changing;
+  }
+
+  /** Consumes or cancels until the source is as wanted, one broker call at a time. */
+  async #moveIntake(source: SourceState): Promise<void> {
+    for (;;) {
+      const { lease, channel } = source;
+      if (lease === undefined || !lease.open || channel === undefined) return;
+      if (this.#wanted && source.consumerTag === undefined) {
+        if (!(await this.#consume(source, lease, channel))) return;
+      } else if (!this.#wanted && source.consumerTag !== undefined) {
+        await this.#cancel(source, channel, source.consumerTag);
+      } else {
+        return;
+      }
+    }
+  }
+
+  async #consume(source: SourceState, lease: Lease, channel: Channel): Promise<boolean> {
     const { config } = source;
     try {
-      const { consumerTag } = await lease.channel.consume(
+      const { consumerTag } = await channel.consume(
         config.queue,
         (message) => {
           if (message === null) {
@@ -284,33 +250,33 @@ export class AmqpConsumer {
             return;
           }
           try {
-            this.#events.onDelivery(new Delivery(config, message, lease, Date.now()));
+            this.#events.onDelivery(new AmqpDelivery(config, message, lease, Date.now()));
           } catch (error) {
             this.#logger.error({ err: toError(error), queue: config.queue }, 'delivery handler threw');
           }
         },
         { noAck: false },
       );
+      if (!lease.open) return false;
       source.consumerTag = consumerTag;
       this.#logger.info({ queue: config.queue, prefetch: config.prefetch }, 'consuming');
+      return true;
     } catch (error) {
       this.#logger.error({ err: toError(error), queue: config.queue }, 'cannot start consuming');
+      return false;
     }
   }
 
-  async #cancel(source: SourceState): Promise<void> {
-    const tag = source.consumerTag;
-    const lease = source.lease;
-    source.consumerTag = undefined;
-    if (tag === undefined || lease === undefined || !lease.open) return;
+  async #cancel(source: SourceState, channel: Channel, tag: string): Promise<void> {
     try {
-      await lease.channel.cancel(tag);
+      await channel.cancel(tag);
     } catch (error) {
       this.#logger.debug(
         { err: toError(error), queue: source.config.queue },
         'cancel failed (channel closing)',
       );
     }
+    if (source.consumerTag === tag) source.consumerTag = undefined;
   }
 
   #onServerCancel(source: SourceState, lease: Lease): void {
@@ -320,13 +286,16 @@ export class AmqpConsumer {
     );
     this.#events.onConsumerCancelled?.(source.config.queue);
     source.consumerTag = undefined;
-    void closeLease(lease);
+    const channel = source.lease === lease ? source.channel : undefined;
+    if (channel !== undefined) void closeLease(lease, channel);
+    else endLease(lease);
   }
 
   #onChannelClosed(source: SourceState, lease: Lease): void {
     endLease(lease);
     if (source.lease !== lease) return;
     source.lease = undefined;
+    source.channel = undefined;
     source.consumerTag = undefined;
     this.#events.onStateChange?.();
     const connection = this.#connection;
@@ -350,6 +319,7 @@ export class AmqpConsumer {
     for (const source of this.#sources) {
       endLease(source.lease);
       source.lease = undefined;
+      source.channel = undefined;
       source.consumerTag = undefined;
     }
     this.#events.onStateChange?.();

@@ -1,31 +1,29 @@
-import type { MessageProperties, Options } from 'amqplib';
-import type { DeadLetterKind } from '../metrics.ts';
+import type { Options } from 'amqplib';
+import type { DeadLetterReason, MessageAttributes } from '../pipeline/delivery.ts';
+import { fieldTableSize, fieldValueSize, MAX_HEADERS_BYTES } from './header-size.ts';
+
+export type { DeadLetterReason } from '../pipeline/delivery.ts';
 
 /**
  * The dead letter: the original body and properties, plus headers that say why, so an operator
  * can read the reason, fix the cause and re-publish the message to its source queue unchanged.
+ *
+ * Every message must be dead-letterable. What the bridge adds is bounded (each text at most
+ * MAX_TEXT characters, so a few KiB in all); when the original headers and the bridge's do not
+ * fit the frame limit together, the largest original headers are dropped, and
+ * `x-pgq-bridge-dropped-headers` names them. The body and the reason are always kept.
  */
-
-export interface DeadLetterReason {
-  readonly kind: DeadLetterKind;
-  /** Machine-readable: an InvalidReason, a PostgREST/SQLSTATE code, or `repeated_failure`. */
-  readonly reason: string;
-  readonly message: string;
-  readonly httpStatus?: number | undefined;
-  readonly postgrestCode?: string | null | undefined;
-  readonly details?: string | null | undefined;
-  readonly hint?: string | null | undefined;
-}
 
 export interface DeadLetterSource {
   readonly content: Buffer;
-  readonly properties: MessageProperties;
+  readonly properties: MessageAttributes;
   readonly fields: { readonly exchange: string; readonly routingKey: string; readonly redelivered: boolean };
 }
 
 export const HEADER_PREFIX = 'x-pgq-bridge-';
-/** Keeps the header table far below amqplib's 64 KiB limit even with long PostgreSQL details. */
-const MAX_TEXT = 2048;
+export const DROPPED_HEADERS = `${HEADER_PREFIX}dropped-headers`;
+/** Per text header: at most 4 bytes a character, so the bridge's headers stay a few KiB. */
+const MAX_TEXT = 1024;
 
 export function deadLetterHeaders(
   reason: DeadLetterReason,
@@ -57,12 +55,15 @@ export function buildDeadLetter(
   sourceQueue: string,
   reason: DeadLetterReason,
   at: Date,
-): { readonly content: Buffer; readonly options: Options.Publish } {
+  keepOriginalHeaders = true,
+): { readonly content: Buffer; readonly options: Options.Publish; readonly dropped: readonly string[] } {
   const p = source.properties;
+  const ours = deadLetterHeaders(reason, sourceQueue, source, at);
+  const { headers, dropped } = fitHeaders(keepOriginalHeaders ? (p.headers ?? {}) : {}, ours);
   const options: Options.Publish = {
     // Persistent whatever the original was: the dead-letter queue is where nothing may vanish.
     persistent: true,
-    headers: { ...(p.headers ?? {}), ...deadLetterHeaders(reason, sourceQueue, source, at) },
+    headers,
   };
   // Expiration is dropped (a dead letter must not expire) and userId too (the broker refuses a
   // user-id that is not the publishing connection's user).
@@ -75,7 +76,37 @@ export function buildDeadLetter(
   if (p.timestamp !== undefined) options.timestamp = p.timestamp;
   if (p.type !== undefined) options.type = p.type;
   if (p.appId !== undefined) options.appId = p.appId;
-  return { content: source.content, options };
+  if (!keepOriginalHeaders && p.headers !== undefined) {
+    const all = Object.keys(p.headers).filter((key) => !(key in ours));
+    options.headers = { ...ours, [DROPPED_HEADERS]: truncate(all.join(',')) };
+    return { content: source.content, options, dropped: all };
+  }
+  return { content: source.content, options, dropped };
+}
+
+/** The original headers with the bridge's, dropping the largest originals until they fit. */
+function fitHeaders(
+  original: Readonly<Record<string, unknown>>,
+  ours: Readonly<Record<string, unknown>>,
+): { readonly headers: Record<string, unknown>; readonly dropped: readonly string[] } {
+  const headers: Record<string, unknown> = { ...original, ...ours };
+  if (fieldTableSize(headers) <= MAX_HEADERS_BYTES) return { headers, dropped: [] };
+  const bySize = Object.keys(original)
+    .filter((key) => !(key in ours))
+    .map((key) => ({ key, size: Buffer.byteLength(key) + fieldValueSize(original[key]) }))
+    .sort((a, b) => b.size - a.size);
+  const dropped: string[] = [];
+  // Room for the list of what was dropped, itself a bounded text.
+  const budget = MAX_HEADERS_BYTES - (MAX_TEXT * 4 + 64);
+  let size = fieldTableSize(headers);
+  for (const { key, size: entry } of bySize) {
+    if (size <= budget) break;
+    delete headers[key];
+    dropped.push(key);
+    size -= entry + 1;
+  }
+  headers[DROPPED_HEADERS] = truncate(dropped.join(','));
+  return { headers, dropped };
 }
 
 function truncate(text: string): string {

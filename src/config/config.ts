@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { validateHeaderValue } from 'node:http';
 import { z } from 'zod';
 import { ConfigError, toError } from '../errors.ts';
 
@@ -10,6 +11,30 @@ import { ConfigError, toError } from '../errors.ts';
 
 const durationMs = (description: string, defaultValue: number) =>
   z.number().int().min(0).default(defaultValue).describe(description);
+
+/** A wait that a loop repeats: zero would turn the loop into a hot spin. */
+const delayMs = (description: string, defaultValue: number) =>
+  z.number().int().min(1).default(defaultValue).describe(description);
+
+/**
+ * A secret rendered into the environment or a file often ends with a newline; an HTTP header
+ * value cannot hold one, so it is trimmed, and what is still not a valid header value is refused
+ * here rather than by every request.
+ */
+export const bearerTokenText = z
+  .string()
+  .trim()
+  .min(1)
+  .refine((token) => isHeaderValue(`Bearer ${token}`), 'contains characters an HTTP header cannot carry');
+
+export function isHeaderValue(value: string): boolean {
+  try {
+    validateHeaderValue('authorization', value);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const amqpUrl = z
   .string()
@@ -79,6 +104,12 @@ const sourceSchema = z
       .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
       .default({})
       .describe('Arguments for declaring the source queue, e.g. {"x-queue-type": "quorum"}.'),
+    deadLetterQueueArguments: z
+      .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+      .default({})
+      .describe(
+        'Arguments for declaring the dead-letter queue; must match a pre-declared one, e.g. {"x-queue-type": "quorum"}.',
+      ),
     entrypoint: z
       .string()
       .min(1)
@@ -135,11 +166,19 @@ export const configSchema = z
           .string()
           .default('pgq-bridge')
           .describe('Shown in the RabbitMQ management UI and `rabbitmqctl list_connections`.'),
-        reconnectInitialDelayMs: durationMs(
+        reconnectInitialDelayMs: delayMs(
           'First reconnect delay; doubles per failed attempt, with jitter.',
           500,
         ),
-        reconnectMaxDelayMs: durationMs('Upper bound of the reconnect delay.', 30_000),
+        reconnectMaxDelayMs: delayMs('Upper bound of the reconnect delay.', 30_000),
+        confirmTimeoutMs: z
+          .number()
+          .int()
+          .min(100)
+          .default(15_000)
+          .describe(
+            'Longest wait for the broker to confirm a dead letter or reply (a blocked broker never confirms); then it is retried.',
+          ),
         tls: z
           .strictObject({
             caFile: z
@@ -171,9 +210,14 @@ export const configSchema = z
           .optional()
           .describe('Sent as Content-Profile to select the exposed schema that holds the function.'),
         timeoutMs: z.number().int().min(1).default(10_000).describe('Per-request timeout.'),
-        bearerToken: z
+        dedupeConstraint: z
           .string()
           .min(1)
+          .default('pgqueuer_unique_dedupe_key')
+          .describe(
+            "The unique index on dedupe_key: only a conflict on it means 'already queued'; any other unique violation is a failure.",
+          ),
+        bearerToken: bearerTokenText
           .optional()
           .describe(
             'Static bearer token (a JWT PostgREST accepts). Secret. Env: PGQ_BRIDGE_POSTGREST_TOKEN.',
@@ -233,11 +277,11 @@ export const configSchema = z
     sources: z.array(sourceSchema).min(1).describe('Queues to consume.'),
     retry: z
       .strictObject({
-        initialDelayMs: durationMs(
+        initialDelayMs: delayMs(
           'First retry delay after a transient failure (exponential, full jitter).',
           200,
         ),
-        maxDelayMs: durationMs('Upper bound of one retry delay.', 30_000),
+        maxDelayMs: delayMs('Upper bound of one retry delay.', 30_000),
         maxHoldMs: z
           .number()
           .int()
@@ -252,7 +296,15 @@ export const configSchema = z
           .min(1)
           .default(8)
           .describe(
-            'Failures of one message, while other messages succeed, after which it is dead-lettered.',
+            'Failures of one delivery, while other messages succeed, after which it is handed back (a transient error) or dead-lettered (an unexplained one).',
+          ),
+        maxDeliveries: z
+          .number()
+          .int()
+          .min(1)
+          .default(5)
+          .describe(
+            'Deliveries of a message that keeps failing while others succeed, after which it is dead-lettered as repeated_failure.',
           ),
       })
       .prefault({})
@@ -280,6 +332,21 @@ export const configSchema = z
           .max(10_000)
           .default(5)
           .describe('How long a partial batch waits for more deliveries before it is sent.'),
+        timeoutMs: z
+          .number()
+          .int()
+          .min(1)
+          .default(30_000)
+          .describe(
+            'Timeout of one bulk call. A call that times out may have committed, so the next attempt is split.',
+          ),
+        maxBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(256 * 1024 * 1024)
+          .default(32 * 1024 * 1024)
+          .describe('Largest request body of one bulk call; a batch that would exceed it is sent in parts.'),
       })
       .prefault({})
       .describe('Batch mode. Each source then has `concurrency` bulk calls in flight.'),
@@ -311,6 +378,19 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Limits on what may be enqueued.'),
+    intake: z
+      .strictObject({
+        maxInFlightBytes: z
+          .number()
+          .int()
+          .min(1024 * 1024)
+          .default(256 * 1024 * 1024)
+          .describe(
+            'Message bytes held at once across sources; past it intake pauses until deliveries finish.',
+          ),
+      })
+      .prefault({})
+      .describe('Memory bounds of intake.'),
     shutdown: z
       .strictObject({
         graceMs: durationMs('On SIGTERM/SIGINT, how long in-flight deliveries may take to finish.', 20_000),
@@ -514,6 +594,7 @@ export function maskSecrets(config: Config): unknown {
     },
     postgrest: {
       ...postgrest,
+      url: maskUrlPassword(postgrest.url),
       ...(postgrest.bearerToken === undefined ? {} : { bearerToken: '***' }),
       ...(postgrest.jwt === undefined ? {} : { jwt: { ...postgrest.jwt, secret: '***' } }),
     },

@@ -1,87 +1,91 @@
 import { setMaxListeners } from 'node:events';
-import type { Options } from 'amqplib';
 import type { Logger } from 'pino';
-import type { Delivery } from '../amqp/consumer.ts';
-import { buildDeadLetter, type DeadLetterReason } from '../amqp/dead-letter.ts';
 import type { Config, SourceConfig } from '../config/config.ts';
 import { toError } from '../errors.ts';
 import { decodeMessage, type EnqueueArgs } from '../message/decode.ts';
 import type { Policy } from '../message/policy.ts';
-import type { Metrics, Tally } from '../metrics.ts';
-import { classify, type Outcome, retryDelay } from '../postgrest/classify.ts';
-import type { RpcResult } from '../postgrest/client.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Outcome } from '../postgrest/classify.ts';
+import type { Attempt, Enqueuer } from '../postgrest/enqueuer.ts';
+import { NOT_SENT } from '../postgrest/enqueuer.ts';
+import { backoffDelay, retryDelay } from '../resilience/backoff.ts';
 import type { Circuit } from '../resilience/circuit.ts';
 import type { RateLimiter } from '../resilience/rate-limit.ts';
 import { sleep } from '../resilience/sleep.ts';
+import { type Action, type DeliveryEvent, decide, type Rules } from './decide.ts';
+import { type Delivery, deliveryFields, type SettlePort } from './delivery.ts';
+import { repeatedFailure, resultFields, rpcReason } from './describe.ts';
+import { HandBackHistory } from './history.ts';
+import { Hold } from './hold.ts';
+import { Lanes } from './lanes.ts';
+import { Settler } from './settle.ts';
 
 /**
  * One delivery is one unit of work from arrival until it is acked or handed back to the broker:
  *
- *   decode ─ invalid ─────────────────────────────────────▶ dead-letter (confirmed) ▶ ack
- *      └ ok ▶ RPC ─ enqueued / duplicate ──────────────────────────────────────────▶ ack
- *               ├ rejected_by_rpc ─────────────────────────▶ dead-letter (confirmed) ▶ ack
+ *   decode ─ invalid ─────────────────────────────────────▶ dead-letter (routed, confirmed) ▶ ack
+ *      └ ok ▶ RPC ─ enqueued / duplicate ──────────────────────────────────────────────▶ ack
+ *               ├ rejected_by_rpc ─────────────────────────▶ dead-letter (routed, confirmed) ▶ ack
  *               └ transient / endpoint_fault / unknown ▶ hold, back off, retry (through the circuit)
  *
- * Nothing else acks a delivery, and it is settled at most once, on its own channel. A delivery
- * is handed back (nack + requeue) only when it has been held for `retry.maxHoldMs`, so it never
- * outlives RabbitMQ's consumer_timeout; while draining for shutdown it is simply left unacked
- * and the broker requeues it when the channel closes. Nothing is dead-lettered while draining.
+ * What happens after each step is `decide()`'s answer; this file carries it out. A delivery is
+ * settled at most once, on its own channel, and never left without an owner: a bug in the path
+ * hands it back after a backoff, counts it, and fails readiness until a call succeeds again.
  */
-
-export interface Enqueuer {
-  enqueue(args: EnqueueArgs): Promise<RpcResult>;
-}
-
-export interface Publisher {
-  publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish): Promise<void>;
-}
 
 export interface PipelineDeps {
   /** The enqueuer for a source (one per source in batch mode, which batches per source). */
-  readonly rpc: (source: SourceConfig) => Enqueuer;
+  readonly enqueuer: (source: SourceConfig) => Enqueuer;
   /** Deliveries worked on at once per source: its concurrency, or its prefetch in batch mode. */
   readonly parallelism: (source: SourceConfig) => number;
-  readonly publisher: Publisher;
+  readonly settle: SettlePort;
   readonly circuit: Circuit;
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly retry: Config['retry'];
   readonly policy: Policy;
   readonly rateLimiter?: RateLimiter | undefined;
-}
-
-type FailedOutcome = Extract<Outcome, { kind: 'transient' | 'endpoint_fault' | 'unknown' }>;
-
-/**
- * A source's deliveries: at most `limit` worked on at once, the rest waiting in arrival order.
- * p-limit does the same with several promises and closures per call; every delivery passes
- * through here, up to a prefetch window of them at once, so a plain queue keeps them light.
- */
-interface Lane {
-  readonly limit: number;
-  running: number;
-  readonly waiting: Delivery[];
-  readonly deliveries: Tally<'queue'>;
-  readonly enqueued: Tally<'queue'>;
-}
-
-interface Hold {
-  readonly signal: AbortSignal;
-  dispose(): void;
+  /** Message bytes held at once; past it intake should pause, past twice it arrivals go back. */
+  readonly maxInFlightBytes: number;
+  /** Told when held bytes cross the limit (true) and fall back to half of it (false). */
+  readonly onMemoryPressure?: ((over: boolean) => void) | undefined;
+  /** Told when `faulty` changes. */
+  readonly onHealthChange?: (() => void) | undefined;
 }
 
 export class Pipeline {
   readonly #deps: PipelineDeps;
-  readonly #lanes = new Map<string, Lane>();
+  readonly #lanes: Lanes;
+  readonly #settler: Settler;
+  readonly #history = new HandBackHistory();
+  readonly #rules: Rules;
   readonly #drainSignal = new AbortController();
-  #idle: (() => void) | undefined;
-  /** For the poison rule: did any call succeed after a given delivery started failing? */
-  #lastSuccessAt = 0;
+  /** Calls that succeeded, ever: a delivery compares it with the value when it first failed. */
+  #successes = 0;
+  /** Unexpected errors in a row with no success between: the hand-back delay grows with them. */
+  #bugStreak = 0;
+  /** Deliveries left unsettled while draining: the broker gets them back when channels close. */
+  #released = 0;
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
-    deps.metrics.readInFlightFrom(() =>
-      Array.from(this.#lanes, ([queue, lane]) => [queue, lane.running + lane.waiting.length] as const),
+    this.#rules = {
+      maxHoldMs: deps.retry.maxHoldMs,
+      poisonAttempts: deps.retry.poisonAttempts,
+      maxDeliveries: deps.retry.maxDeliveries,
+    };
+    this.#lanes = new Lanes(deps.parallelism, deps.metrics, (delivery) => this.#run(delivery));
+    this.#settler = new Settler({
+      port: deps.settle,
+      metrics: deps.metrics,
+      logger: deps.logger,
+      retry: deps.retry,
+      history: this.#history,
+      draining: () => this.draining,
+    });
+    deps.metrics.readInFlightFrom(
+      () => this.#lanes.counts(),
+      () => this.#lanes.bytes,
     );
     // Every held delivery listens for the drain, so more than Node's default of 10 is normal.
     setMaxListeners(0, this.#drainSignal.signal);
@@ -93,358 +97,196 @@ export class Pipeline {
 
   /** Deliveries received and not yet finished. */
   get active(): number {
-    let active = 0;
-    for (const lane of this.#lanes.values()) active += lane.running + lane.waiting.length;
-    return active;
+    return this.#lanes.active;
+  }
+
+  /** An unexpected error happened and no call has succeeded since: something is broken. */
+  get faulty(): boolean {
+    return this.#bugStreak > 0;
   }
 
   handle(delivery: Delivery): void {
-    const lane = this.#laneFor(delivery.source);
-    lane.deliveries.inc();
-    if (lane.running < lane.limit) void this.#run(lane, delivery);
-    else lane.waiting.push(delivery);
-  }
-
-  // One async frame for the accounting rather than a promise chain: see Lane.
-  async #run(lane: Lane, delivery: Delivery): Promise<void> {
-    lane.running++;
-    try {
-      await this.#process(lane, delivery);
-    } catch (error) {
-      // A bug, not an outcome: leave the delivery unacked (the broker keeps it) and say so.
-      this.#deps.logger.error(
-        { ...deliveryFields(delivery), err: toError(error) },
-        'unexpected error in the pipeline',
-      );
-    } finally {
-      lane.running--;
-      const next = lane.waiting.shift();
-      if (next !== undefined) void this.#run(lane, next);
-      else if (this.#idle !== undefined && this.active === 0) this.#idle();
+    const bytes = this.#lanes.bytes;
+    const max = this.#deps.maxInFlightBytes;
+    // Intake pauses at the limit, but a prefetch window already on the wire keeps arriving.
+    if (bytes > 0 && bytes + delivery.body.length > 2 * max) {
+      this.#settler.handBack(delivery, 'memory');
+      return;
     }
+    this.#lanes.add(delivery);
+    if (bytes <= max && this.#lanes.bytes > max) this.#deps.onMemoryPressure?.(true);
   }
 
   /**
    * Stops starting work, abandons backoff waits, and waits (up to `graceMs`) for calls already
-   * in flight to finish and be acked. Returns how many deliveries were still unfinished.
+   * in flight to finish and be acked. Returns how many deliveries were left unsettled, still in
+   * flight or let go: the broker gets them back when their channels close.
    */
   async drain(graceMs: number): Promise<number> {
     this.#drainSignal.abort();
-    if (this.active > 0) {
-      // Ends the wait (and its timer, which would otherwise keep the process alive) once idle.
-      const idle = new AbortController();
-      this.#idle = () => idle.abort();
-      await sleep(graceMs, idle.signal);
-    }
-    return this.active;
+    await this.#lanes.idle(graceMs);
+    return this.#released + this.active;
   }
 
-  #laneFor(source: SourceConfig): Lane {
-    let lane = this.#lanes.get(source.queue);
-    if (lane === undefined) {
-      const { metrics } = this.#deps;
-      const labels = { queue: source.queue };
-      lane = {
-        limit: this.#deps.parallelism(source),
-        running: 0,
-        waiting: [],
-        deliveries: metrics.deliveries.tally(labels),
-        enqueued: metrics.enqueued.tally(labels),
-      };
-      this.#lanes.set(source.queue, lane);
+  async #run(delivery: Delivery): Promise<void> {
+    const hold = new Hold(delivery, this.#drainSignal.signal, this.#deps.retry.maxHoldMs);
+    try {
+      await this.#process(delivery, hold);
+    } catch (error) {
+      await this.#afterBug(delivery, hold, error);
+    } finally {
+      hold.dispose();
+      if (delivery.live && this.draining) this.#released++;
+      const before = this.#lanes.bytes;
+      this.#lanes.done(delivery);
+      const half = this.#deps.maxInFlightBytes / 2;
+      if (before > half && this.#lanes.bytes <= half) this.#deps.onMemoryPressure?.(false);
     }
-    return lane;
   }
 
   /** Synchronous up to the first I/O: decoding needs no frame of its own. */
-  #process(lane: Lane, delivery: Delivery): Promise<void> | undefined {
+  #process(delivery: Delivery, hold: Hold): Promise<void> | undefined {
     if (this.draining || !delivery.live) return;
-    const { message } = delivery;
-    const decoded = decodeMessage(
-      {
-        body: message.content,
-        properties: message.properties as Parameters<typeof decodeMessage>[0]['properties'],
-      },
-      delivery.source,
-    );
+    const decoded = decodeMessage({ body: delivery.body, properties: delivery.attributes }, delivery.source);
     const rejection = decoded.ok ? this.#deps.policy.check(decoded.args) : decoded.error;
     if (rejection !== undefined) {
-      return this.#deadLetter(delivery, {
-        kind: 'invalid_message',
-        reason: rejection.reason,
-        message: rejection.message,
-      });
+      const action = this.#decide({ kind: 'invalid_message' }, delivery, hold, 0, false);
+      if (action.kind !== 'dead_letter') return;
+      return this.#settler.deadLetter(
+        delivery,
+        { kind: 'invalid_message', reason: rejection.reason, message: rejection.message },
+        hold,
+      );
     }
-    return decoded.ok ? this.#enqueue(lane, delivery, decoded.args) : undefined;
+    return decoded.ok ? this.#enqueue(delivery, decoded.args, hold) : undefined;
   }
 
-  async #enqueue(lane: Lane, delivery: Delivery, args: EnqueueArgs): Promise<void> {
-    const { circuit, metrics, retry } = this.#deps;
-    const rpc = this.#deps.rpc(delivery.source);
+  async #enqueue(delivery: Delivery, args: EnqueueArgs, hold: Hold): Promise<void> {
+    const { circuit, metrics, retry, rateLimiter } = this.#deps;
+    const enqueuer = this.#deps.enqueuer(delivery.source);
     const queue = delivery.source.queue;
-    const heldSince = Date.now();
+    const sendable = (): boolean => delivery.live && !this.draining && !hold.signal.aborted;
     let failures = 0;
-    // The hold (its timer and listeners) only exists once something failed: the success path
-    // must not pay for a timer per message.
-    let hold: Hold | undefined;
-    const holdSignal = (): AbortSignal => {
-      hold ??= this.#hold(delivery);
-      return hold.signal;
-    };
-    try {
-      for (;;) {
-        if (circuit.isOpen && !(await circuit.permit(holdSignal())))
-          return this.#handBack(delivery, holdSignal());
-        if (this.draining || !delivery.live) {
-          circuit.abandon();
-          return;
+    let successesAtFirstFailure = 0;
+    for (;;) {
+      if (circuit.isOpen || circuit.ramping) await circuit.permit(hold.signal);
+      if (rateLimiter !== undefined && sendable()) await rateLimiter.take(hold.signal);
+      if (!sendable()) {
+        circuit.abandon();
+        return this.#letGo(delivery, hold);
+      }
+      const generation = circuit.generation;
+      const started = performance.now();
+      const attempt = await enqueuer.enqueue(args, sendable);
+      if (attempt === NOT_SENT) {
+        circuit.abandon();
+        return this.#letGo(delivery, hold);
+      }
+      const { outcome } = attempt;
+      metrics.rpcDuration.observe({ outcome: outcome.kind }, (performance.now() - started) / 1000);
+      if (answered(outcome)) {
+        circuit.success();
+        this.#successes++;
+        if (this.#bugStreak > 0) {
+          this.#bugStreak = 0;
+          this.#deps.onHealthChange?.();
         }
-        if (this.#deps.rateLimiter !== undefined) await this.#deps.rateLimiter.take();
-        const generation = circuit.generation;
-        const started = performance.now();
-        const result = await rpc.enqueue(args);
-        const outcome = classify(result, { hasDedupeKey: args.dedupeKey !== undefined });
-        metrics.rpcDuration.observe({ outcome: outcome.kind }, (performance.now() - started) / 1000);
-
-        if (outcome.kind === 'enqueued' || outcome.kind === 'duplicate') {
-          circuit.success();
-          this.#lastSuccessAt = Date.now();
-          // Most messages want no reply; they skip building one and the await with it.
-          const replied =
-            replyTo(delivery) === undefined ||
-            (outcome.kind === 'enqueued'
-              ? await this.#reply(delivery, { status: 'enqueued' }, outcome.jobId)
-              : await this.#reply(delivery, { status: 'duplicate', dedupe_key: args.dedupeKey }));
-          if (replied) this.#ack(lane, delivery, args, outcome);
-          return;
-        }
-        if (outcome.kind === 'rejected_by_rpc') {
-          circuit.success();
-          await this.#deadLetter(delivery, rpcReason(result, 'rejected_by_rpc'));
-          return;
-        }
-
+      } else {
+        if (failures === 0) successesAtFirstFailure = this.#successes;
         failures++;
         circuit.failure(outcome.kind === 'endpoint_fault' ? 'endpoint_fault' : 'transient', generation);
         metrics.retries.inc({ queue, kind: outcome.kind });
         if (outcome.kind === 'transient' && outcome.ambiguous) metrics.ambiguousRetries.inc({ queue });
-        this.#logFailure(delivery, args, result, outcome, failures);
-
-        // Failing again and again while other messages go through: this message is the problem.
-        if (
-          outcome.kind !== 'transient' &&
-          failures >= retry.poisonAttempts &&
-          this.#lastSuccessAt > heldSince
-        ) {
-          await this.#deadLetter(delivery, {
-            ...rpcReason(result, 'rejected_by_rpc'),
-            reason: 'repeated_failure',
-            message: `failed ${failures} times while other messages succeeded; last error: ${describe(result)}`,
-          });
-          return;
-        }
-        // While the circuit is open its probe schedule is the backoff: waiting in permit() lets it
-        // see that deliveries are held, so it probes with one of them instead of re-enabling intake.
-        if (circuit.isOpen) continue;
-        const delay = retryDelay(
-          failures - 1,
-          retry,
-          outcome.kind === 'transient' ? outcome.retryAfterMs : 0,
-        );
-        if (!(await sleep(delay, holdSignal()))) return this.#handBack(delivery, holdSignal());
+        this.#logFailure(delivery, args, attempt, failures);
       }
-    } finally {
-      hold?.dispose();
+      const othersSucceeded = this.#successes > successesAtFirstFailure;
+      const action = this.#decide({ kind: 'rpc', outcome }, delivery, hold, failures, othersSucceeded);
+      if (action.kind !== 'retry') return this.#act(action, delivery, hold, args, attempt, failures);
+      // While the circuit is open its probe schedule is the backoff: waiting in permit() lets it
+      // see that deliveries are held, so it probes with one of them instead of re-enabling intake.
+      if (action.via === 'circuit' || circuit.isOpen) continue;
+      const retryAfterMs = outcome.kind === 'transient' ? outcome.retryAfterMs : 0;
+      await sleep(retryDelay(failures - 1, retry, retryAfterMs), hold.signal);
     }
   }
 
-  #ack(
-    lane: Lane,
+  #decide(
+    event: DeliveryEvent,
     delivery: Delivery,
-    args: EnqueueArgs,
-    outcome: Extract<Outcome, { kind: 'enqueued' | 'duplicate' }>,
-  ): void {
-    const { metrics, logger } = this.#deps;
-    const queue = delivery.source.queue;
-    if (!delivery.ack()) {
-      // The channel went away after the job was written: the broker redelivers the message, and
-      // with a dedupe key the second call ends as a duplicate.
-      logger.warn(
-        { ...deliveryFields(delivery), entrypoint: args.entrypoint, outcome: outcome.kind },
-        'job written but the channel was lost before the ack; the message will be redelivered',
-      );
-      return;
-    }
-    if (outcome.kind === 'enqueued') {
-      lane.enqueued.inc();
-      if (logger.isLevelEnabled('debug')) {
-        logger.debug(
-          {
-            ...deliveryFields(delivery),
-            entrypoint: args.entrypoint,
-            jobId: outcome.jobId,
-            outcome: 'enqueued',
-          },
-          'enqueued',
-        );
-      }
-    } else {
-      metrics.duplicates.inc({ queue });
-      logger.info(
-        {
-          ...deliveryFields(delivery),
-          entrypoint: args.entrypoint,
-          dedupeKey: args.dedupeKey,
-          outcome: 'duplicate',
-        },
-        'dedupe key already queued; acked as a duplicate',
-      );
-    }
-  }
-
-  async #deadLetter(delivery: Delivery, reason: DeadLetterReason): Promise<void> {
-    const { metrics, logger } = this.#deps;
-    if (this.draining) return;
-    const queue = delivery.source.queue;
-    const { content, options } = buildDeadLetter(delivery.message, queue, reason, new Date());
-    if (
-      !(await this.#publishHolding(
-        delivery,
-        delivery.source.deadLetterQueue,
-        content,
-        options,
-        'dead_letter_publish',
-      ))
-    ) {
-      return;
-    }
-    const replied = await this.#reply(delivery, {
-      status: 'dead_lettered',
-      kind: reason.kind,
-      reason: reason.reason,
-      message: reason.message,
-      dead_letter_queue: delivery.source.deadLetterQueue,
-    });
-    if (!replied) return;
-    const acked = delivery.ack();
-    if (acked) metrics.deadLettered.inc({ queue, kind: reason.kind, reason: reason.reason });
-    logger.warn(
+    hold: Hold,
+    failures: number,
+    othersSucceeded: boolean,
+  ): Action {
+    return decide(
+      event,
       {
-        ...deliveryFields(delivery),
-        outcome: 'dead_lettered',
-        kind: reason.kind,
-        reason: reason.reason,
-        httpStatus: reason.httpStatus,
-        code: reason.postgrestCode,
-        deadLetterQueue: delivery.source.deadLetterQueue,
-        acked,
+        live: delivery.live,
+        draining: this.draining,
+        failures,
+        othersSucceeded,
+        priorDeliveries: this.#history.priorDeliveries(delivery),
+        heldMs: hold.heldMs,
       },
-      `dead-lettered: ${reason.message}`,
+      this.#rules,
     );
   }
 
-  /**
-   * Tells the publisher what became of its message when it asked (reply_to, usually with a
-   * correlation_id): the job id, "duplicate", or the dead-letter reason. Sent and confirmed
-   * before the original is acked, so an acked message always had its answer published.
-   */
-  async #reply(
+  #act(
+    action: Action,
     delivery: Delivery,
-    body: Readonly<Record<string, unknown>>,
-    jobId?: string,
-  ): Promise<boolean> {
-    const to = replyTo(delivery);
-    if (to === undefined) return true;
-    const { correlationId } = delivery.message.properties;
-    // The job id goes in as the digits PostgREST sent: ids are BIGINT.
-    const json = JSON.stringify(body);
-    const content = Buffer.from(jobId === undefined ? json : `${json.slice(0, -1)},"job_id":${jobId}}`);
-    const options: Options.Publish = {
-      contentType: 'application/json',
-      headers: { 'x-pgq-bridge-outcome': String(body.status) },
-      ...(correlationId === undefined ? {} : { correlationId }),
-    };
-    const sent = await this.#publishHolding(delivery, to, content, options, 'reply_publish');
-    if (sent) this.#deps.metrics.replies.inc({ queue: delivery.source.queue, status: String(body.status) });
-    return sent;
-  }
-
-  /**
-   * Publishes through the default exchange and waits for the broker's confirm, retrying while the
-   * delivery is held. False when it had to let go (shutdown, channel lost, held too long): the
-   * delivery is then not acked, and the broker redelivers it.
-   */
-  async #publishHolding(
-    delivery: Delivery,
-    routingKey: string,
-    content: Buffer,
-    options: Options.Publish,
-    retryKind: 'dead_letter_publish' | 'reply_publish',
-  ): Promise<boolean> {
-    const { publisher, metrics, logger, retry } = this.#deps;
-    let hold: Hold | undefined;
-    try {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await publisher.publish('', routingKey, content, options);
-          return true;
-        } catch (error) {
-          metrics.retries.inc({ queue: delivery.source.queue, kind: retryKind });
-          logger.warn(
-            { ...deliveryFields(delivery), err: toError(error), routingKey },
-            `${retryKind === 'reply_publish' ? 'publishing the reply' : 'publishing the dead letter'} failed; holding the message and retrying`,
-          );
-          if (this.draining) return false;
-          hold ??= this.#hold(delivery);
-          if (!(await sleep(retryDelay(attempt, retry, 0), hold.signal))) {
-            this.#handBack(delivery, hold.signal);
-            return false;
-          }
-        }
-        if (!delivery.live) return false;
-      }
-    } finally {
-      hold?.dispose();
-    }
-  }
-
-  /** Aborts on shutdown, when the delivery's channel is lost, or when it has been held too long. */
-  #hold(delivery: Delivery): Hold {
-    const controller = new AbortController();
-    const abort = (): void => controller.abort();
-    const sources = [this.#drainSignal.signal, delivery.channelLost];
-    for (const source of sources) source.addEventListener('abort', abort, { once: true });
-    const remaining = Math.max(0, delivery.receivedAt + this.#deps.retry.maxHoldMs - Date.now());
-    const timer = setTimeout(abort, remaining);
-    if (sources.some((source) => source.aborted)) abort();
-    return {
-      signal: controller.signal,
-      dispose: () => {
-        clearTimeout(timer);
-        for (const source of sources) source.removeEventListener('abort', abort);
-      },
-    };
-  }
-
-  /** Returns a held delivery to the queue before the broker's consumer_timeout could close the channel. */
-  #handBack(delivery: Delivery, hold: AbortSignal): void {
-    if (this.draining || !delivery.live || !hold.aborted) return;
-    if (delivery.requeue()) {
-      this.#deps.metrics.requeued.inc({ queue: delivery.source.queue });
-      this.#deps.logger.warn(
-        { ...deliveryFields(delivery), outcome: 'requeued', heldMs: Date.now() - delivery.receivedAt },
-        'held too long without success; returned to the queue',
-      );
-    }
-  }
-
-  #logFailure(
-    delivery: Delivery,
+    hold: Hold,
     args: EnqueueArgs,
-    result: RpcResult,
-    outcome: FailedOutcome,
+    attempt: Attempt,
     failures: number,
-  ): void {
+  ): Promise<void> | undefined {
+    switch (action.kind) {
+      case 'ack':
+        return this.#settler.ack(
+          delivery,
+          args,
+          action.as,
+          attempt.outcome.kind === 'enqueued' ? attempt.outcome.jobId : undefined,
+        );
+      case 'dead_letter': {
+        const reason =
+          action.as === 'repeated_failure'
+            ? repeatedFailure(attempt.result, failures, this.#history.priorDeliveries(delivery) + 1)
+            : rpcReason(attempt.result, 'rejected_by_rpc');
+        return this.#settler.deadLetter(delivery, reason, hold);
+      }
+      case 'hand_back':
+        this.#settler.handBack(delivery, action.why);
+        return;
+      case 'release':
+      case 'retry':
+        return;
+    }
+  }
+
+  /** The hold ended (held too long, channel lost, draining): hand back only in the first case. */
+  #letGo(delivery: Delivery, hold: Hold): void {
+    if (delivery.live && !this.draining && hold.signal.aborted) {
+      this.#settler.handBack(delivery, 'held_too_long');
+    }
+  }
+
+  async #afterBug(delivery: Delivery, hold: Hold, error: unknown): Promise<void> {
+    const { metrics, logger, retry } = this.#deps;
+    if (this.#bugStreak++ === 0) this.#deps.onHealthChange?.();
+    metrics.internalErrors.inc({ queue: delivery.source.queue });
+    logger.error(
+      { ...deliveryFields(delivery), err: toError(error), outcome: 'internal_error' },
+      'unexpected error while handling the delivery; handing it back after a backoff',
+    );
+    const action = this.#decide({ kind: 'internal_error' }, delivery, hold, 0, false);
+    if (action.kind !== 'hand_back') return;
+    // Not at once: a bug that hits every message would turn into a redelivery loop.
+    const delay = Math.max(retry.initialDelayMs, backoffDelay(this.#bugStreak - 1, retry));
+    await sleep(delay, hold.signal);
+    if (!this.draining) this.#settler.handBack(delivery, 'internal_error');
+  }
+
+  #logFailure(delivery: Delivery, args: EnqueueArgs, attempt: Attempt, failures: number): void {
     const { logger } = this.#deps;
     // The first failure of a delivery is worth a warning; the rest of a long outage is noise
     // (the circuit logs the outage itself).
@@ -454,71 +296,16 @@ export class Pipeline {
       {
         ...deliveryFields(delivery),
         entrypoint: args.entrypoint,
-        outcome: outcome.kind,
+        outcome: attempt.outcome.kind,
         failures,
-        ...resultFields(result),
+        ...resultFields(attempt.result),
       },
-      `enqueue failed (${outcome.kind}); holding and retrying`,
+      `enqueue failed (${attempt.outcome.kind}); holding and retrying`,
     );
   }
 }
 
-export function deliveryFields(delivery: Delivery): Record<string, unknown> {
-  const { fields, properties } = delivery.message;
-  return {
-    queue: delivery.source.queue,
-    deliveryTag: fields.deliveryTag,
-    messageId: properties.messageId,
-    redelivered: fields.redelivered,
-    deliveryCount: properties.headers?.['x-delivery-count'],
-  };
-}
-
-function resultFields(result: RpcResult): Record<string, unknown> {
-  switch (result.kind) {
-    case 'http_error':
-      return { httpStatus: result.status, code: result.code, error: result.message };
-    case 'network_error':
-      return { errno: result.errno, error: result.message, requestSent: result.requestSent };
-    case 'bad_response':
-      return { httpStatus: result.status, error: result.message };
-    case 'enqueued':
-    case 'duplicate':
-      return {};
-  }
-}
-
-function describe(result: RpcResult): string {
-  switch (result.kind) {
-    case 'http_error':
-      return `HTTP ${result.status}${result.code === null ? '' : ` ${result.code}`}: ${result.message}`;
-    case 'network_error':
-      return `${result.errno}: ${result.message}`;
-    case 'bad_response':
-      return `HTTP ${result.status}: ${result.message}`;
-    case 'enqueued':
-    case 'duplicate':
-      return result.kind;
-  }
-}
-
-function rpcReason(result: RpcResult, kind: 'rejected_by_rpc'): DeadLetterReason {
-  if (result.kind === 'http_error') {
-    return {
-      kind,
-      reason: result.code ?? `http_${result.status}`,
-      message: result.message,
-      httpStatus: result.status,
-      postgrestCode: result.code,
-      details: result.details,
-      hint: result.hint,
-    };
-  }
-  return { kind, reason: result.kind, message: describe(result) };
-}
-
-/** Where the publisher asked for the outcome to go, if anywhere. */
-function replyTo(delivery: Delivery): string | undefined {
-  const to: unknown = delivery.message.properties.replyTo;
-  return typeof to === 'string' && to !== '' ? to : undefined;
+/** The endpoint answered for the message itself: it is healthy, whatever the answer was. */
+function answered(outcome: Outcome): boolean {
+  return outcome.kind === 'enqueued' || outcome.kind === 'duplicate' || outcome.kind === 'rejected_by_rpc';
 }

@@ -1,10 +1,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { SignJWT } from 'jose';
 import type { Logger } from 'pino';
-import type { Config } from '../config/config.ts';
+import { bearerTokenText, type Config } from '../config/config.ts';
 import { ConfigError, toError } from '../errors.ts';
-import type { EnqueueArgs } from '../message/decode.ts';
-import type { Enqueuer } from '../pipeline/pipeline.ts';
 import type { RpcResult } from './client.ts';
 
 /**
@@ -39,7 +37,9 @@ export async function createTokenSource(
 function fileTokenSource(path: string, logger: Logger): TokenSource {
   const read = (): { token: string; version: string } => {
     const stat = statSync(path);
-    return { token: readFileSync(path, 'utf8').trim(), version: `${stat.mtimeMs}:${stat.size}:${stat.ino}` };
+    const parsed = bearerTokenText.safeParse(readFileSync(path, 'utf8'));
+    if (!parsed.success) throw new Error(`the token ${parsed.error.issues[0]?.message ?? 'is invalid'}`);
+    return { token: parsed.data, version: `${stat.mtimeMs}:${stat.size}:${stat.ino}` };
   };
   let current: { token: string; version: string };
   try {
@@ -111,7 +111,10 @@ async function jwtTokenSource(
  * A 401 may only mean the token went stale (rotated file, expired JWT): refresh once and try
  * again before the answer counts as an endpoint fault. Concurrent 401s share one refresh.
  */
-export function withTokenRefresh(rpc: Enqueuer, tokens: TokenSource): Enqueuer {
+export function withTokenRefresh<A, R>(
+  call: (request: A) => Promise<R | RpcResult>,
+  tokens: TokenSource,
+): (request: A) => Promise<R | RpcResult> {
   let refreshing: Promise<void> | undefined;
   const refresh = (): Promise<void> => {
     refreshing ??= tokens.refresh().finally(() => {
@@ -119,12 +122,19 @@ export function withTokenRefresh(rpc: Enqueuer, tokens: TokenSource): Enqueuer {
     });
     return refreshing;
   };
-  return {
-    async enqueue(args: EnqueueArgs): Promise<RpcResult> {
-      const result = await rpc.enqueue(args);
-      if (result.kind !== 'http_error' || result.status !== 401) return result;
-      await refresh();
-      return rpc.enqueue(args);
-    },
+  return async (request) => {
+    const result = await call(request);
+    if (!isUnauthorized(result)) return result;
+    await refresh();
+    return call(request);
   };
+}
+
+function isUnauthorized(result: unknown): boolean {
+  return (
+    typeof result === 'object' &&
+    result !== null &&
+    (result as { kind?: unknown }).kind === 'http_error' &&
+    (result as { status?: unknown }).status === 401
+  );
 }

@@ -1,25 +1,30 @@
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { EnqueueArgs } from '../message/decode.ts';
-import type { Enqueuer } from '../pipeline/pipeline.ts';
-import { classify } from './classify.ts';
-import type { RpcResult } from './client.ts';
+import { classify, type Outcome } from './classify.ts';
+import { encodeEnqueueBody, type RpcResult } from './client.ts';
+import { type Attempt, type Enqueuer, NOT_SENT } from './enqueuer.ts';
 
 /**
  * Batch mode as an Enqueuer: each delivery still asks for its own job and gets its own answer,
  * so retries, the circuit, dead letters and acks work exactly as in single mode. Underneath,
- * calls that arrive together are grouped (up to `maxSize`, waiting at most `lingerMs` for more)
- * into one call of the bulk function, whose per-job results come back in input order.
+ * calls that arrive together are grouped (up to the batch size and `maxBytes` of request body,
+ * waiting at most `lingerMs` for more) into one call of the bulk function, whose per-job results
+ * come back in input order.
  *
- * A batch PostgreSQL refuses because of one element's data is split in halves and each half
- * sent again, down to the single element, which then gets the refusal (and is dead-lettered)
- * while the rest are enqueued. Any other failure is every member's failure, and each retries.
+ * - A member whose delivery is gone by the time its batch is sent is left out (NOT_SENT).
+ * - A batch PostgreSQL refuses because of one element's data, or whose body cannot be built, is
+ *   split in halves and each half sent again, down to the single element, which then gets the
+ *   refusal (and is dead-lettered) while the rest are enqueued.
+ * - An ambiguous failure (sent, no answer: the jobs may exist) halves the batch size, so the
+ *   retries that follow repeat fewer jobs each time; successes grow it back.
+ * - Any other failure is every member's failure, and each retries.
  */
 
 export type BatchItemResult = { readonly id: string } | 'duplicate';
 
 export interface BatchTransport {
-  /** Posts the jobs; on success one result per job, in order. */
-  postBatch(jobs: readonly EnqueueArgs[]): Promise<RpcResult | readonly BatchItemResult[]>;
+  /** Posts the members' bodies; on success one result per job, in order. */
+  postBatch(bodies: readonly string[]): Promise<RpcResult | readonly BatchItemResult[]>;
 }
 
 export interface BatcherOptions {
@@ -27,32 +32,57 @@ export interface BatcherOptions {
   readonly lingerMs: number;
   /** Bulk calls in flight at once. */
   readonly concurrency: number;
+  /** Largest request body of one call. */
+  readonly maxBytes: number;
 }
 
-interface Pending {
-  readonly args: EnqueueArgs;
-  readonly resolve: (result: RpcResult) => void;
+interface Member {
+  readonly body: string;
+  readonly sendable: () => boolean;
+  readonly resolve: (attempt: Attempt | typeof NOT_SENT) => void;
 }
+
+/** A bulk call's own failure is never a dedupe hit: the function reports those per job. */
+const BULK_CONTEXT = { hasDedupeKey: false, dedupeConstraint: undefined } as const;
+/** `{"jobs":[` and `]}` around the members, and a comma between each two. */
+const ENVELOPE_BYTES = 11;
 
 export class Batcher implements Enqueuer {
   readonly #transport: BatchTransport;
   readonly #options: BatcherOptions;
   readonly #limit: LimitFunction;
-  #open: Pending[] = [];
+  #open: Member[] = [];
+  #openBytes = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** The current batch size: halved after an ambiguous failure, doubled after a success. */
+  #size: number;
 
   constructor(transport: BatchTransport, options: BatcherOptions) {
     this.#transport = transport;
     this.#options = options;
     this.#limit = pLimit(options.concurrency);
+    this.#size = options.maxSize;
   }
 
-  enqueue(args: EnqueueArgs): Promise<RpcResult> {
-    return new Promise<RpcResult>((resolve) => {
-      this.#open.push({ args, resolve });
-      if (this.#open.length >= this.#options.maxSize) this.#flush();
+  /** The batch size the next call will use. */
+  get size(): number {
+    return this.#size;
+  }
+
+  enqueue(args: EnqueueArgs, sendable: () => boolean): Promise<Attempt | typeof NOT_SENT> {
+    return new Promise((resolve) => {
+      const body = encodeEnqueueBody(args);
+      // Would this member push the open batch past its byte limit? Then the batch goes first.
+      if (this.#open.length > 0 && this.#openBytes + body.length + 1 > this.#byteBudget()) this.#flush();
+      this.#open.push({ body, sendable, resolve });
+      this.#openBytes += body.length + 1;
+      if (this.#open.length >= this.#size || this.#openBytes >= this.#byteBudget()) this.#flush();
       else this.#timer ??= setTimeout(() => this.#flush(), this.#options.lingerMs);
     });
+  }
+
+  #byteBudget(): number {
+    return this.#options.maxBytes - ENVELOPE_BYTES;
   }
 
   #flush(): void {
@@ -60,40 +90,56 @@ export class Batcher implements Enqueuer {
     this.#timer = undefined;
     const batch = this.#open;
     this.#open = [];
+    this.#openBytes = 0;
     if (batch.length > 0) void this.#limit(() => this.#send(batch));
   }
 
-  async #send(batch: readonly Pending[]): Promise<void> {
+  async #send(members: readonly Member[]): Promise<void> {
+    // Checked as late as possible: the batch may have waited for a free call slot.
+    const batch = members.filter((member) => {
+      if (member.sendable()) return true;
+      member.resolve(NOT_SENT);
+      return false;
+    });
+    if (batch.length === 0) return;
     let answer: RpcResult | readonly BatchItemResult[];
     try {
-      answer = await this.#transport.postBatch(batch.map((p) => p.args));
+      answer = await this.#transport.postBatch(batch.map((member) => member.body));
     } catch (error) {
       answer = { kind: 'network_error', errno: 'UNKNOWN', message: String(error), requestSent: true };
     }
     if (Array.isArray(answer)) {
-      for (const [i, pending] of batch.entries()) {
-        pending.resolve(itemResult(answer[i], answer.length, batch.length));
+      this.#size = Math.min(this.#options.maxSize, this.#size * 2);
+      for (const [i, member] of batch.entries()) {
+        member.resolve(itemAttempt(answer[i], answer.length, batch.length));
       }
       return;
     }
     const failure = answer as RpcResult;
-    const refusedForItsData = classify(failure, { hasDedupeKey: false }).kind === 'rejected_by_rpc';
-    if (refusedForItsData && batch.length > 1) {
+    const outcome = classify(failure, BULK_CONTEXT);
+    if (outcome.kind === 'rejected_by_rpc' && batch.length > 1) {
       const middle = Math.ceil(batch.length / 2);
       await Promise.all([this.#send(batch.slice(0, middle)), this.#send(batch.slice(middle))]);
       return;
     }
-    for (const pending of batch) pending.resolve(failure);
+    if (outcome.kind === 'transient' && outcome.ambiguous) {
+      this.#size = Math.max(1, Math.min(this.#size, Math.floor(batch.length / 2)));
+    }
+    for (const member of batch) member.resolve({ outcome, result: failure });
   }
 }
 
-function itemResult(item: BatchItemResult | undefined, got: number, sent: number): RpcResult {
+function itemAttempt(item: BatchItemResult | undefined, got: number, sent: number): Attempt {
   if (item === undefined || got !== sent) {
-    return {
+    const result: RpcResult = {
       kind: 'bad_response',
       status: 200,
       message: `the bulk function returned ${got} results for ${sent} jobs`,
     };
+    return { outcome: classify(result, BULK_CONTEXT), result };
   }
-  return item === 'duplicate' ? { kind: 'duplicate' } : { kind: 'enqueued', jobId: item.id };
+  if (item === 'duplicate') return { outcome: DUPLICATE, result: { kind: 'duplicate' } };
+  return { outcome: { kind: 'enqueued', jobId: item.id }, result: { kind: 'enqueued', jobId: item.id } };
 }
+
+const DUPLICATE: Outcome = { kind: 'duplicate' };

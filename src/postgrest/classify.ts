@@ -25,8 +25,10 @@ export type Outcome =
 export type OutcomeKind = Outcome['kind'];
 
 export interface ClassifyContext {
-  /** A 23505 only means "already queued" when the call carried a dedupe key. */
+  /** A 23505 only means "already queued" when the call carried a dedupe key... */
   readonly hasDedupeKey: boolean;
+  /** ...and the conflict is on PGQueuer's dedupe index (the bulk function never reports one). */
+  readonly dedupeConstraint: string | undefined;
 }
 
 const TRANSIENT: Outcome = { kind: 'transient', retryAfterMs: 0, ambiguous: false };
@@ -79,6 +81,8 @@ const SQLSTATE_CLASSES: Readonly<Record<string, Outcome>> = {
 /** Statuses without a recognised code. */
 function byStatus(status: number): Outcome {
   if (TRANSIENT_STATUSES.has(status)) return TRANSIENT;
+  // PostgREST never redirects an RPC: a 3xx is a proxy or a wrong URL, the same for every message.
+  if (status >= 300 && status < 400) return ENDPOINT_FAULT;
   if (status === 413) return REJECTED; // a proxy refused the size of this message's body
   if (status >= 400 && status < 500) return ENDPOINT_FAULT;
   return UNKNOWN;
@@ -92,8 +96,22 @@ function byCustomCode(status: number): Outcome {
   return UNKNOWN;
 }
 
-function byCode(code: string, status: number, context: ClassifyContext): Outcome {
-  if (code === '23505') return context.hasDedupeKey ? { kind: 'duplicate' } : UNKNOWN;
+/**
+ * PostgreSQL names the violated constraint in the message (`duplicate key value violates unique
+ * constraint "name"`), always; the `Key (...)=(...)` details only when the role may read the
+ * columns. Any other unique violation (the primary key when the id sequence is behind after a
+ * restore, an index a user added) wrote no job, so it is a failure of the call.
+ */
+function isDedupeConflict(message: string, context: ClassifyContext): boolean {
+  return (
+    context.hasDedupeKey &&
+    context.dedupeConstraint !== undefined &&
+    message.includes(`"${context.dedupeConstraint}"`)
+  );
+}
+
+function byCode(code: string, status: number, message: string, context: ClassifyContext): Outcome {
+  if (code === '23505') return isDedupeConflict(message, context) ? { kind: 'duplicate' } : UNKNOWN;
   if (code.startsWith('PGRST')) {
     const known = PGRST_CODES[code];
     if (known !== undefined) return known;
@@ -125,6 +143,8 @@ export function classify(result: RpcResult, context: ClassifyContext): Outcome {
       return { kind: 'duplicate' };
     case 'bad_response':
       return ENDPOINT_FAULT;
+    case 'body_too_large':
+      return REJECTED;
     case 'network_error':
       // A certificate the bridge will never trust is configuration, not weather.
       if (isTlsFailure(result.errno)) return ENDPOINT_FAULT;
@@ -133,7 +153,7 @@ export function classify(result: RpcResult, context: ClassifyContext): Outcome {
       const outcome =
         TRANSIENT_STATUSES.has(result.status) || result.code === null
           ? byStatus(result.status)
-          : byCode(result.code, result.status, context);
+          : byCode(result.code, result.status, result.message, context);
       if (outcome.kind !== 'transient') return outcome;
       const ambiguous = result.code === null && PROXY_AMBIGUOUS_STATUSES.has(result.status);
       if (result.retryAfterMs === 0 && !ambiguous) return outcome;
@@ -141,31 +161,3 @@ export function classify(result: RpcResult, context: ClassifyContext): Outcome {
     }
   }
 }
-
-export interface BackoffPolicy {
-  readonly initialDelayMs: number;
-  readonly maxDelayMs: number;
-}
-
-/** Exponential backoff with full jitter: uniform in [0, min(max, initial * 2^attempt)). */
-export function backoffDelay(
-  attempt: number,
-  policy: BackoffPolicy,
-  random: () => number = Math.random,
-): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.initialDelayMs * 2 ** Math.min(attempt, 30));
-  return Math.floor(random() * ceiling);
-}
-
-/** The wait before the next try: the jittered backoff, but never sooner than the server asked. */
-export function retryDelay(
-  attempt: number,
-  policy: BackoffPolicy,
-  retryAfterMs: number,
-  random: () => number = Math.random,
-): number {
-  return Math.max(backoffDelay(attempt, policy, random), Math.min(retryAfterMs, MAX_RETRY_AFTER_MS));
-}
-
-/** A Retry-After beyond this is treated as this: the hold limit still returns the delivery in time. */
-export const MAX_RETRY_AFTER_MS = 5 * 60_000;

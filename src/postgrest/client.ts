@@ -26,6 +26,8 @@ export type RpcResult =
       /** From Retry-After; 0 when absent (PostgREST 13+ always sends 0). */
       readonly retryAfterMs: number;
     }
+  /** The request body could not be built (past the batch byte limit or V8's string limit). */
+  | { readonly kind: 'body_too_large'; readonly message: string }
   /** 2xx whose body is not a job id: the function is not the one we think it is. */
   | { readonly kind: 'bad_response'; readonly status: number; readonly message: string }
   | {
@@ -49,6 +51,8 @@ export interface RpcClientOptions {
   readonly ca?: Buffer | undefined;
   /** The bulk function, for batch mode. */
   readonly batchFunction?: string | undefined;
+  /** Timeout of a bulk call: it writes many jobs, so it gets its own budget. */
+  readonly batchTimeoutMs?: number | undefined;
 }
 
 /** Past this a body is not an answer we can use (a bulk result for 100k jobs is ~3 MiB). */
@@ -108,16 +112,27 @@ export class RpcClient {
   }
 
   enqueue(args: EnqueueArgs): Promise<RpcResult> {
-    return this.#post(this.#target, encodeEnqueueBody(args), interpretResponse);
+    return this.#post(this.#target, encodeEnqueueBody(args), interpretResponse, this.#options.timeoutMs);
   }
 
-  /** One call of the bulk function: `{"jobs":[<the single call's body>, ...]}`. */
-  postBatch(jobs: readonly EnqueueArgs[]): Promise<RpcResult | readonly BatchItemResult[]> {
+  /**
+   * One call of the bulk function: `{"jobs":[<the single call's body>, ...]}`, from the members'
+   * bodies as `encodeEnqueueBody` made them (the batcher measures them before grouping).
+   */
+  postBatch(bodies: readonly string[]): Promise<RpcResult | readonly BatchItemResult[]> {
     if (this.#batchTarget === undefined) throw new Error('no batch function configured');
+    let body: string;
+    try {
+      body = `{"jobs":[${bodies.join(',')}]}`;
+    } catch (error) {
+      // Past V8's longest string: this body can never be built, so it must be split, not retried.
+      return Promise.resolve({ kind: 'body_too_large', message: toError(error).message });
+    }
     return this.#post(
       this.#batchTarget,
-      `{"jobs":[${jobs.map(encodeEnqueueBody).join(',')}]}`,
+      body,
       interpretBatchResponse,
+      this.#options.batchTimeoutMs ?? this.#options.timeoutMs,
     );
   }
 
@@ -125,6 +140,7 @@ export class RpcClient {
     target: Target,
     body: string,
     interpret: (status: number, text: string, retryAfter: string | undefined) => T | RpcResult,
+    timeoutMs: number,
   ): Promise<T | RpcResult> {
     const headers: http.OutgoingHttpHeaders = {
       'content-type': 'application/json',
@@ -161,11 +177,11 @@ export class RpcClient {
         },
       );
       const timer = setTimeout(() => {
-        const error = Object.assign(new Error(`no response within ${this.#options.timeoutMs} ms`), {
+        const error = Object.assign(new Error(`no response within ${timeoutMs} ms`), {
           code: 'TIMEOUT',
         });
         req.destroy(error);
-      }, this.#options.timeoutMs);
+      }, timeoutMs);
       req.on('finish', () => {
         requestSent = true;
       });

@@ -1,4 +1,4 @@
-import { type BackoffPolicy, backoffDelay } from '../postgrest/classify.ts';
+import { type BackoffPolicy, backoffDelay } from './backoff.ts';
 
 /**
  * Shared view of the RPC endpoint's health, so that a failing PostgREST is probed by one call at
@@ -7,9 +7,14 @@ import { type BackoffPolicy, backoffDelay } from '../postgrest/classify.ts';
  *   CLOSED  calls go ahead. An endpoint fault opens the circuit at once; transient failures open
  *           it after `failureThreshold` of them in a row with no success in between.
  *   OPEN    intake is paused. After a backoff one waiting call is let through as the probe; if
- *           nothing is waiting (every held delivery was returned to the queue), intake is
- *           re-enabled so that the next delivery becomes the probe. A failed probe pauses intake
- *           again and doubles the backoff; a success closes the circuit and releases everyone.
+ *           nothing is waiting (every held delivery was returned to the queue), `idleProbe`
+ *           checks the endpoint without a message, or else intake is re-enabled so that the
+ *           next delivery becomes the probe. A failed probe pauses intake again and doubles
+ *           the backoff; a success closes the circuit.
+ *   RAMP    closed, but the calls that waited are released gradually: one, then twice as many
+ *           after each success (and at least every initial delay), so a thousand held
+ *           deliveries do not hit a recovering endpoint at once (in batch mode that made full
+ *           batches that timed out again, each repeating its jobs). New callers queue behind.
  */
 
 export interface CircuitOptions {
@@ -19,6 +24,8 @@ export interface CircuitOptions {
   readonly onIntake: (allowed: boolean) => void;
   readonly onOpen: (reason: FailureKind) => void;
   readonly onClose: () => void;
+  /** Checks the endpoint without a message; true when it can take calls. */
+  readonly idleProbe?: (() => Promise<boolean>) | undefined;
   readonly random?: () => number;
 }
 
@@ -40,6 +47,10 @@ export class Circuit {
   #probeDue = false;
   #timer: NodeJS.Timeout | undefined;
   #waiters: Waiter[] = [];
+  /** While ramping: how many waiters the next success releases. */
+  #window = 0;
+  #rampTimer: NodeJS.Timeout | undefined;
+  #closed = false;
 
   constructor(options: CircuitOptions) {
     this.#options = options;
@@ -58,9 +69,9 @@ export class Circuit {
    * probe. Resolves false if the signal aborts first (shutdown, channel lost, hold expired).
    */
   permit(signal: AbortSignal): Promise<boolean> {
-    if (!this.#open) return Promise.resolve(true);
-    if (signal.aborted) return Promise.resolve(false);
-    if (this.#probeDue && !this.#probeInFlight) {
+    if (!this.#open && this.#waiters.length === 0) return Promise.resolve(true);
+    if (signal.aborted || this.#closed) return Promise.resolve(false);
+    if (this.#open && this.#probeDue && !this.#probeInFlight) {
       this.#startProbe();
       return Promise.resolve(true);
     }
@@ -80,19 +91,42 @@ export class Circuit {
     });
   }
 
+  /** Whether calls are waiting to be released after the circuit closed. */
+  get ramping(): boolean {
+    return !this.#open && this.#waiters.length > 0;
+  }
+
   success(): void {
     this.#consecutiveFailures = 0;
-    if (!this.#open) return;
+    if (!this.#open) {
+      if (this.#waiters.length > 0) {
+        this.#window *= 2;
+        this.#release(this.#window);
+      }
+      return;
+    }
     this.#open = false;
     this.#probeInFlight = false;
     this.#probeDue = false;
     this.#probeAttempt = 0;
     clearTimeout(this.#timer);
-    const waiters = this.#waiters;
-    this.#waiters = [];
     this.#options.onClose();
     this.#options.onIntake(true);
-    for (const waiter of waiters) waiter.grant(true);
+    this.#window = 1;
+    this.#release(1);
+  }
+
+  /** Lets `count` waiters go; while some remain, the next ones go at least every initial delay. */
+  #release(count: number): void {
+    for (let i = 0; i < count && !this.#open; i++) this.#waiters.shift()?.grant(true);
+    clearTimeout(this.#rampTimer);
+    this.#rampTimer = undefined;
+    if (this.#open || this.#waiters.length === 0) return;
+    this.#rampTimer = setTimeout(
+      () => this.#release(Math.max(1, this.#window)),
+      this.#options.backoff.initialDelayMs,
+    );
+    this.#rampTimer.unref();
   }
 
   /**
@@ -119,8 +153,12 @@ export class Circuit {
     }
   }
 
-  /** A probe that was granted but not made (its delivery went away): let the next one go. */
+  /** A call that was granted but not made (its delivery went away): let the next one go. */
   abandon(): void {
+    if (this.ramping) {
+      this.#release(1);
+      return;
+    }
     if (!this.#probeInFlight) return;
     this.#probeInFlight = false;
     this.#probeDue = true;
@@ -128,7 +166,9 @@ export class Circuit {
   }
 
   close(): void {
+    this.#closed = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#rampTimer);
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const waiter of waiters) waiter.grant(false);
@@ -154,9 +194,23 @@ export class Circuit {
     if (waiter !== undefined) {
       this.#startProbe();
       waiter.grant(true);
+    } else if (this.#options.idleProbe !== undefined) {
+      // Nothing is held: without a probe of its own the circuit would stay open on an idle queue.
+      this.#startProbe();
+      const generation = this.#generation;
+      this.#options.idleProbe().then(
+        (ok) => this.#afterIdleProbe(ok, generation),
+        () => this.#afterIdleProbe(false, generation),
+      );
     } else {
       this.#options.onIntake(true);
     }
+  }
+
+  #afterIdleProbe(ok: boolean, generation: number): void {
+    if (this.#closed || !this.#open || generation !== this.#generation) return;
+    if (ok) this.success();
+    else this.failure('endpoint_fault', generation);
   }
 
   #startProbe(): void {

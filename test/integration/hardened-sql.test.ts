@@ -153,7 +153,7 @@ function outcomeOf(answer: HttpAnswer): OutcomeKind {
     answer.body,
     Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
   );
-  return classify(result, { hasDedupeKey: false }).kind;
+  return classify(result, { hasDedupeKey: false, dedupeConstraint: 'pgqueuer_unique_dedupe_key' }).kind;
 }
 
 function errorBody(answer: HttpAnswer): Record<string, unknown> {

@@ -7,6 +7,7 @@ import { jwtVerify } from 'jose';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/config.ts';
 import { ConfigError } from '../../src/errors.ts';
+import type { EnqueueArgs } from '../../src/message/decode.ts';
 import { createTokenSource, withTokenRefresh } from '../../src/postgrest/auth.ts';
 import type { RpcResult } from '../../src/postgrest/client.ts';
 
@@ -103,34 +104,34 @@ describe('withTokenRefresh', () => {
   it('refreshes once after a 401 and tries again', async () => {
     const answers: RpcResult[] = [unauthorized, { kind: 'enqueued', jobId: '7' }];
     let refreshes = 0;
-    const rpc = withTokenRefresh(
-      { enqueue: async () => answers.shift() ?? unauthorized },
-      { token: () => 't', refresh: async () => void refreshes++, close: () => undefined },
-    );
-    assert.deepEqual(await rpc.enqueue({ entrypoint: 'e' }), { kind: 'enqueued', jobId: '7' });
+    const enqueue = withTokenRefresh(async (_args: EnqueueArgs) => answers.shift() ?? unauthorized, {
+      token: () => 't',
+      refresh: async () => void refreshes++,
+      close: () => undefined,
+    });
+    assert.deepEqual(await enqueue({ entrypoint: 'e' }), { kind: 'enqueued', jobId: '7' });
     assert.equal(refreshes, 1);
   });
 
   it('returns the second 401, which then counts as an endpoint fault', async () => {
     let calls = 0;
-    const rpc = withTokenRefresh(
-      {
-        enqueue: async () => {
-          calls++;
-          return unauthorized;
-        },
+    const enqueue = withTokenRefresh(
+      async (_args: EnqueueArgs) => {
+        calls++;
+        return unauthorized;
       },
       { token: () => 't', refresh: async () => undefined, close: () => undefined },
     );
-    assert.deepEqual(await rpc.enqueue({ entrypoint: 'e' }), unauthorized);
+    assert.deepEqual(await enqueue({ entrypoint: 'e' }), unauthorized);
     assert.equal(calls, 2);
   });
 
   it('shares one refresh between concurrent 401s', async () => {
     let refreshes = 0;
     let first = true;
-    const rpc = withTokenRefresh(
-      { enqueue: async () => (first ? unauthorized : { kind: 'enqueued', jobId: '1' }) },
+    const enqueue = withTokenRefresh(
+      async (_args: EnqueueArgs): Promise<RpcResult> =>
+        first ? unauthorized : { kind: 'enqueued', jobId: '1' },
       {
         token: () => 't',
         refresh: async () => {
@@ -142,9 +143,9 @@ describe('withTokenRefresh', () => {
       },
     );
     await Promise.all([
-      rpc.enqueue({ entrypoint: 'a' }),
-      rpc.enqueue({ entrypoint: 'b' }),
-      rpc.enqueue({ entrypoint: 'c' }),
+      enqueue({ entrypoint: 'a' }),
+      enqueue({ entrypoint: 'b' }),
+      enqueue({ entrypoint: 'c' }),
     ]);
     assert.equal(refreshes, 1);
   });

@@ -80,8 +80,14 @@ describe('parseConfig: valid input', () => {
         connectionName: 'pgq-bridge',
         reconnectInitialDelayMs: 500,
         reconnectMaxDelayMs: 30_000,
+        confirmTimeoutMs: 15_000,
       },
-      postgrest: { url: 'http://postgrest:3000', function: 'fn_pgqueuer_enqueue', timeoutMs: 10_000 },
+      postgrest: {
+        url: 'http://postgrest:3000',
+        function: 'fn_pgqueuer_enqueue',
+        timeoutMs: 10_000,
+        dedupeConstraint: 'pgqueuer_unique_dedupe_key',
+      },
       concurrency: 10,
       sources: [
         {
@@ -89,15 +95,30 @@ describe('parseConfig: valid input', () => {
           mode: 'envelope',
           declare: true,
           queueArguments: {},
+          deadLetterQueueArguments: {},
           dedupeKeyFromMessageId: false,
           concurrency: 10,
           prefetch: 30,
           deadLetterQueue: 'jobs.dead',
         },
       ],
-      retry: { initialDelayMs: 200, maxDelayMs: 30_000, maxHoldMs: 900_000, poisonAttempts: 8 },
-      batch: { enabled: false, function: 'fn_pgqueuer_enqueue_batch', maxSize: 100, lingerMs: 5 },
+      retry: {
+        initialDelayMs: 200,
+        maxDelayMs: 30_000,
+        maxHoldMs: 900_000,
+        poisonAttempts: 8,
+        maxDeliveries: 5,
+      },
+      batch: {
+        enabled: false,
+        function: 'fn_pgqueuer_enqueue_batch',
+        maxSize: 100,
+        lingerMs: 5,
+        timeoutMs: 30_000,
+        maxBytes: 32 * 1024 * 1024,
+      },
       policy: { maxPayloadBytes: 16 * 1024 * 1024, maxHeadersBytes: 64 * 1024 },
+      intake: { maxInFlightBytes: 256 * 1024 * 1024 },
       shutdown: { graceMs: 20_000 },
       http: { enabled: true, host: '0.0.0.0', port: 9464 },
       log: { level: 'info' },
@@ -376,6 +397,35 @@ describe('parseConfig: the result is deeply frozen', () => {
   });
 });
 
+describe('parseConfig: secrets as HTTP header values', () => {
+  it('trims the newline a rendered secret ends with', () => {
+    const config = parseConfig(minimal(), { PGQ_BRIDGE_POSTGREST_TOKEN: 'eyJ.payload.sig\n' });
+    assert.equal(config.postgrest.bearerToken, 'eyJ.payload.sig');
+  });
+
+  it('refuses a token no HTTP header can carry, naming the variable', () => {
+    assert.throws(
+      () => parseConfig(minimal(), { PGQ_BRIDGE_POSTGREST_TOKEN: 'eyJ.pay\nload.sig' }),
+      /postgrest\.bearerToken \(from PGQ_BRIDGE_POSTGREST_TOKEN\): contains characters an HTTP header cannot carry/,
+    );
+  });
+});
+
+describe('parseConfig: delays a loop repeats', () => {
+  for (const [section, key] of [
+    ['retry', 'initialDelayMs'],
+    ['retry', 'maxDelayMs'],
+    ['amqp', 'reconnectInitialDelayMs'],
+    ['amqp', 'reconnectMaxDelayMs'],
+  ] as const) {
+    it(`refuses ${section}.${key} = 0 (a hot loop)`, () => {
+      const raw = minimal() as Record<string, Record<string, unknown>>;
+      raw[section] = { ...raw[section], [key]: 0 };
+      assert.throws(() => parseConfig(raw), new RegExp(`${section}\\.${key}: `));
+    });
+  }
+});
+
 describe('maskSecrets', () => {
   it('hides the AMQP password and the bearer token, and nothing else', () => {
     const config = parseConfig(minimal(), { PGQ_BRIDGE_POSTGREST_TOKEN: 'eyJhbGciOi.payload.sig' });
@@ -387,6 +437,16 @@ describe('maskSecrets', () => {
     assert.ok(!text.includes('eyJhbGciOi'));
     assert.deepEqual({ ...masked, amqp: config.amqp, postgrest: config.postgrest }, config);
     assert.equal(masked.postgrest.url, config.postgrest.url);
+  });
+
+  it('hides a password in the PostgREST URL too', () => {
+    const config = parseConfig({
+      ...minimal(),
+      postgrest: { url: 'https://api:hunter22@postgrest:3000/v1' },
+    });
+    const masked = maskSecrets(config) as Config;
+    assert.equal(masked.postgrest.url, 'https://api:***@postgrest:3000/v1');
+    assert.ok(!JSON.stringify(masked).includes('hunter22'));
   });
 
   it('adds no token when there is none', () => {

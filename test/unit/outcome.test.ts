@@ -1,14 +1,36 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { BackoffPolicy, ClassifyContext, Outcome } from '../../src/postgrest/classify.ts';
-import { backoffDelay, classify, MAX_RETRY_AFTER_MS, retryDelay } from '../../src/postgrest/classify.ts';
+import type { ClassifyContext, Outcome } from '../../src/postgrest/classify.ts';
+import { classify } from '../../src/postgrest/classify.ts';
 import type { RpcResult } from '../../src/postgrest/client.ts';
+import {
+  type BackoffPolicy,
+  backoffDelay,
+  MAX_RETRY_AFTER_MS,
+  retryDelay,
+} from '../../src/resilience/backoff.ts';
 
-const WITH_KEY: ClassifyContext = { hasDedupeKey: true };
-const NO_KEY: ClassifyContext = { hasDedupeKey: false };
+const DEDUPE_INDEX = 'pgqueuer_unique_dedupe_key';
+const WITH_KEY: ClassifyContext = { hasDedupeKey: true, dedupeConstraint: DEDUPE_INDEX };
+const NO_KEY: ClassifyContext = { hasDedupeKey: false, dedupeConstraint: DEDUPE_INDEX };
+/** What a bulk call's failure is classified with: it reports dedupe hits per job, never as 23505. */
+const BULK: ClassifyContext = { hasDedupeKey: true, dedupeConstraint: undefined };
 
 function httpError(status: number, code: string | null, retryAfterMs = 0): RpcResult {
   return { kind: 'http_error', status, code, message: 'm', details: null, hint: null, retryAfterMs };
+}
+
+/** PostgREST's 409 for a unique violation, as recorded from PostgREST 10.1.2. */
+function uniqueViolation(constraint: string): RpcResult {
+  return {
+    kind: 'http_error',
+    status: 409,
+    code: '23505',
+    message: `duplicate key value violates unique constraint "${constraint}"`,
+    details: 'Key (dedupe_key)=(k-1) already exists.',
+    hint: null,
+    retryAfterMs: 0,
+  };
 }
 
 function networkError(errno: string, requestSent: boolean): RpcResult {
@@ -42,9 +64,30 @@ describe('classify: success and duplicates', () => {
       { kind: 'enqueued', jobId: '9007199254740993' },
       { kind: 'enqueued', jobId: '9007199254740993' },
     ],
-    ['409 23505 with a dedupe key → duplicate', httpError(409, '23505'), { kind: 'duplicate' }, WITH_KEY],
+    [
+      '409 23505 on the dedupe index, with a dedupe key → duplicate',
+      uniqueViolation(DEDUPE_INDEX),
+      { kind: 'duplicate' },
+      WITH_KEY,
+    ],
     // Without a key the dedupe index (partial, on non-null keys) cannot be the one violated.
-    ['409 23505 without a dedupe key → not a duplicate', httpError(409, '23505'), UNKNOWN, NO_KEY],
+    ['409 23505 without a dedupe key → not a duplicate', uniqueViolation(DEDUPE_INDEX), UNKNOWN, NO_KEY],
+    // The primary key when the id sequence is behind after a restore: nothing was written.
+    [
+      '409 23505 on another constraint (primary key), with a dedupe key → not a duplicate',
+      uniqueViolation('pgqueuer_pkey'),
+      UNKNOWN,
+      WITH_KEY,
+    ],
+    ['409 23505 naming no constraint → not a duplicate', httpError(409, '23505'), UNKNOWN, WITH_KEY],
+    ['409 23505 from a bulk call → not a duplicate', uniqueViolation(DEDUPE_INDEX), UNKNOWN, BULK],
+    [
+      'a body that cannot be built → refused for its size',
+      { kind: 'body_too_large', message: 'Invalid string length' },
+      REJECTED,
+    ],
+    ['301 from a proxy → endpoint fault', httpError(301, null), ENDPOINT_FAULT],
+    ['307 → endpoint fault', httpError(307, null), ENDPOINT_FAULT],
     [
       '2xx whose body is not an id (e.g. null) → endpoint fault',
       { kind: 'bad_response', status: 200, message: 'null' },
