@@ -1,12 +1,13 @@
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { ackHoldFor } from './amqp/acks.ts';
 import type { ConnectFn, ConnectionSettings } from './amqp/connection.ts';
 import { AmqpConsumer, type PauseReason } from './amqp/consumer.ts';
 import { ConfirmPublisher } from './amqp/publisher.ts';
 import { AmqpSettlePort } from './amqp/settle-port.ts';
+import { amqpSocketOptions } from './amqp/tls.ts';
 import type { Config } from './config/config.ts';
-import { ConfigError, toError } from './errors.ts';
+import { readConfiguredFile } from './config/files.ts';
+import { toError } from './errors.ts';
 import { type HttpEndpoint, startHttp } from './http.ts';
 import type { EnqueueArgs } from './message/decode.ts';
 import { createPolicy } from './message/policy.ts';
@@ -14,7 +15,7 @@ import { Metrics } from './metrics.ts';
 import { Pipeline } from './pipeline/pipeline.ts';
 import { createTokenSource, type TokenSource, withTokenRefresh } from './postgrest/auth.ts';
 import { Batcher } from './postgrest/batcher.ts';
-import { RpcClient } from './postgrest/client.ts';
+import { RpcClient, rpcSocketBudget } from './postgrest/client.ts';
 import { type Enqueuer, singleEnqueuer } from './postgrest/enqueuer.ts';
 import { Circuit } from './resilience/circuit.ts';
 import { RateLimiter } from './resilience/rate-limit.ts';
@@ -41,30 +42,6 @@ export interface AppOverrides {
 /** Consecutive transient failures (no success between) that pause intake. */
 const PAUSE_AFTER_FAILURES = 5;
 
-/** Reads a PEM file named in the config; a failure names the key. */
-function readPem(path: string | undefined, key: string): Buffer | undefined {
-  if (path === undefined) return undefined;
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new ConfigError([`${key}: cannot read ${path}: ${toError(error).message}`]);
-  }
-}
-
-function amqpSocketOptions(tls: Config['amqp']['tls']): Record<string, unknown> {
-  if (tls === undefined) return {};
-  const options: Record<string, unknown> = {};
-  const ca = readPem(tls.caFile, 'amqp.tls.caFile');
-  const cert = readPem(tls.certFile, 'amqp.tls.certFile');
-  const key = readPem(tls.keyFile, 'amqp.tls.keyFile');
-  if (ca !== undefined) options.ca = [ca];
-  if (cert !== undefined) options.cert = cert;
-  if (key !== undefined) options.key = key;
-  if (tls.passphrase !== undefined) options.passphrase = tls.passphrase;
-  if (tls.servername !== undefined) options.servername = tls.servername;
-  return options;
-}
-
 export class App {
   readonly config: Config;
   readonly metrics: Metrics;
@@ -83,9 +60,6 @@ export class App {
     this.config = config;
     this.#logger = logger;
     this.metrics = new Metrics({ processMetrics: overrides.processMetrics ?? true });
-    const totalConcurrency = config.sources.reduce((sum, s) => sum + s.concurrency, 0);
-    // A batch is split in halves when PostgreSQL refuses one element; the halves run at once.
-    const sockets = config.batch.enabled ? totalConcurrency * 2 : totalConcurrency;
     this.#rpc =
       overrides.rpc ??
       new RpcClient({
@@ -94,8 +68,8 @@ export class App {
         schema: config.postgrest.schema,
         timeoutMs: config.postgrest.timeoutMs,
         bearerToken: () => this.#tokens?.token(),
-        maxSockets: sockets,
-        ca: readPem(config.postgrest.caFile, 'postgrest.caFile'),
+        maxSockets: rpcSocketBudget(config),
+        ca: readConfiguredFile(config.postgrest.caFile, 'postgrest.caFile'),
         batchFunction: config.batch.enabled ? config.batch.function : undefined,
         batchTimeoutMs: config.batch.timeoutMs,
       });
