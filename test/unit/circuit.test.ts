@@ -154,13 +154,19 @@ describe('Circuit while open', () => {
     assert.equal(events.length, 4, 'no probe timer left behind');
   });
 
-  it('keeps releasing while ramping even when the released calls never report back', async (t) => {
+  /** Three calls held while open; the probe (the first) succeeds, so the circuit ramps. */
+  async function ramping(t: TestContext) {
     const { circuit, tick } = setup(t);
     circuit.failure('endpoint_fault');
     const waiters = [waiter(circuit), waiter(circuit), waiter(circuit)];
     await tick(100);
     circuit.success();
     await settle();
+    return { circuit, tick, waiters };
+  }
+
+  it('keeps releasing while ramping even when the released calls never report back', async (t) => {
+    const { tick, waiters } = await ramping(t);
     assert.deepEqual(
       waiters.map((w) => w.value),
       [true, true, undefined],
@@ -172,12 +178,7 @@ describe('Circuit while open', () => {
   });
 
   it('passes an abandoned call on to the next waiter while ramping', async (t) => {
-    const { circuit, tick } = setup(t);
-    circuit.failure('endpoint_fault');
-    const waiters = [waiter(circuit), waiter(circuit), waiter(circuit)];
-    await tick(100);
-    circuit.success();
-    await settle();
+    const { circuit, waiters } = await ramping(t);
     assert.equal(waiters[2]?.value, undefined);
     circuit.abandon();
     await settle();
