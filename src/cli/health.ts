@@ -4,7 +4,7 @@ import { ConfigError, errorCode, toError } from '../errors.ts';
 import { defineCommand, EXIT } from './command.ts';
 import { configOption } from './config-option.ts';
 
-/** Below the usual health-check timeouts (Docker's and Kubernetes' defaults are 30 s and 1 s+). */
+/** Within the image's HEALTHCHECK timeout (3 s), so a hung bridge gets a verdict, not a kill. */
 const TIMEOUT_MS = 2_000;
 
 export const healthCommand = defineCommand({
