@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { toError } from './errors.ts';
+import { ConfigError, errorCode, toError } from './errors.ts';
 
 /**
  * /healthz: the process is alive (the event loop answers).
@@ -52,9 +52,10 @@ export async function startHttp(
   // A socket error on one request must not take the process down.
   server.on('clientError', (_error, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const refused = (error: Error): void => reject(listenProblem(error, host, port));
+    server.once('error', refused);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', refused);
       resolve();
     });
   });
@@ -69,6 +70,25 @@ export async function startHttp(
         server.closeAllConnections();
       }),
   };
+}
+
+/** A port or address the bridge cannot listen on is the operator's setting to change, not weather. */
+function listenProblem(error: Error, host: string, port: number): Error {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  switch (errorCode(error)) {
+    case 'EADDRINUSE':
+      return new ConfigError([
+        `http.port: ${where} is already in use; choose a free port (http.port or PGQ_BRIDGE_HTTP_PORT)`,
+      ]);
+    case 'EACCES':
+      return new ConfigError([
+        `http.port: not permitted to listen on ${where}; choose a port above 1023 (http.port or PGQ_BRIDGE_HTTP_PORT)`,
+      ]);
+    case 'EADDRNOTAVAIL':
+      return new ConfigError([`http.host: ${host} is not an address of this host`]);
+    default:
+      return error;
+  }
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {

@@ -253,6 +253,14 @@ export const configSchema = z
           .min(1)
           .optional()
           .describe('PEM CA for an https:// PostgREST with a private certificate.'),
+        dbPool: z
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .describe(
+            "PostgREST's db-pool setting, when known; `check-config` warns if the sources' total concurrency exceeds it.",
+          ),
       })
       .superRefine((postgrest, ctx) => {
         const ways = (['bearerToken', 'bearerTokenFile', 'jwt'] as const).filter(
@@ -551,33 +559,23 @@ function freeze<T>(value: T): T {
   return value;
 }
 
-/** Finds the config path from `--config PATH` / `--config=PATH` or PGQ_BRIDGE_CONFIG. */
-export function configPathFrom(argv: readonly string[], env: Env): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--config' || arg === '-c') return argv[i + 1];
-    if (arg?.startsWith('--config=')) return arg.slice('--config='.length);
-  }
-  return env[CONFIG_PATH_ENV];
-}
-
-/** Reads and validates the config named on the command line or in the environment. */
-export function loadConfig(argv: readonly string[], env: Env = process.env): Config {
-  const path = configPathFrom(argv, env);
-  if (path === undefined || path === '') {
-    throw new ConfigError([`(file): no config file; pass --config PATH or set ${CONFIG_PATH_ENV}`]);
+/** Reads and validates the config file at `path`, or the one PGQ_BRIDGE_CONFIG names. */
+export function loadConfig(path: string | undefined, env: Env = process.env): Config {
+  const file = path ?? env[CONFIG_PATH_ENV];
+  if (file === undefined || file === '') {
+    throw new ConfigError([`(file): no config file; pass --config FILE or set ${CONFIG_PATH_ENV}`]);
   }
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ConfigError([`(file): cannot read ${path}: ${toError(error).message}`]);
+    throw new ConfigError([`(file): cannot read ${file}: ${toError(error).message}`]);
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError([`(file): ${path} is not valid JSON: ${toError(error).message}`]);
+    throw new ConfigError([`(file): ${file} is not valid JSON: ${toError(error).message}`]);
   }
   return parseConfig(raw, env);
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { Config } from '../../src/config/config.ts';
-import { configPathFrom, maskSecrets, maskUrlPassword, parseConfig } from '../../src/config/config.ts';
+import { maskSecrets, maskUrlPassword, parseConfig } from '../../src/config/config.ts';
 import { ConfigError } from '../../src/errors.ts';
 
 type Raw = Record<string, unknown>;
@@ -55,8 +55,8 @@ describe('parseConfig: valid input', () => {
       queueArguments: {},
       deadLetterQueueArguments: {},
       dedupeKeyFromMessageId: true,
-      concurrency: 10,
-      prefetch: 30,
+      concurrency: 5,
+      prefetch: 15,
       deadLetterQueue: 'jobs.dead',
     });
     assert.deepEqual(config.sources[1], {
@@ -69,8 +69,8 @@ describe('parseConfig: valid input', () => {
       queueArguments: {},
       deadLetterQueueArguments: {},
       dedupeKeyFromMessageId: false,
-      concurrency: 10,
-      prefetch: 30,
+      concurrency: 5,
+      prefetch: 15,
     });
   });
 
@@ -478,25 +478,6 @@ describe('maskSecrets', () => {
   for (const [url, expected] of urls) {
     it(`masks ${url}`, () => {
       assert.equal(maskUrlPassword(url), expected);
-    });
-  }
-});
-
-describe('configPathFrom', () => {
-  const cases: ReadonlyArray<readonly [readonly string[], Env, string | undefined]> = [
-    [['--config', '/etc/b.json'], {}, '/etc/b.json'],
-    [['-c', 'b.json'], {}, 'b.json'],
-    [['--config=/etc/b.json'], {}, '/etc/b.json'],
-    [['--verbose', '--config', 'x.json', '--other'], {}, 'x.json'],
-    [[], { PGQ_BRIDGE_CONFIG: '/env.json' }, '/env.json'],
-    [['--config', 'arg.json'], { PGQ_BRIDGE_CONFIG: '/env.json' }, 'arg.json'],
-    [['--config=arg.json'], { PGQ_BRIDGE_CONFIG: '/env.json' }, 'arg.json'],
-    [[], {}, undefined],
-    [['--configure', 'x'], {}, undefined],
-  ];
-  for (const [argv, env, expected] of cases) {
-    it(`${JSON.stringify(argv)} with ${JSON.stringify(env)} → ${String(expected)}`, () => {
-      assert.equal(configPathFrom(argv, env), expected);
     });
   }
 });
