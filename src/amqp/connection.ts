@@ -29,6 +29,7 @@ export interface ConnectionSettings {
   readonly connectionName: string;
   readonly reconnectInitialDelayMs: number;
   readonly reconnectMaxDelayMs: number;
+  readonly connectTimeoutMs: number;
   readonly socketOptions?: Readonly<Record<string, unknown>>;
 }
 
@@ -149,6 +150,8 @@ export class ConnectionKeeper {
       connection = await this.#connect(this.#urlWithHeartbeat(node.url), {
         // Acks are tiny frames: with Nagle's algorithm each can wait ~40 ms for company.
         noDelay: true,
+        // amqplib's timeout covers the TCP connect and the AMQP handshake, then is cleared.
+        timeout: this.#settings.connectTimeoutMs,
         ...this.#settings.socketOptions,
         clientProperties: { connection_name: this.#settings.connectionName },
       });

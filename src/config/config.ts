@@ -180,6 +180,10 @@ export const configSchema = z
           500,
         ),
         reconnectMaxDelayMs: delayMs('Upper bound of the reconnect delay.', 30_000),
+        connectTimeoutMs: delayMs(
+          'Longest wait for a node to accept a connection and open it; then the next node is tried (a node behind a dropped route never refuses).',
+          10_000,
+        ),
         confirmTimeoutMs: z
           .number()
           .int()

@@ -81,6 +81,7 @@ describe('parseConfig: valid input', () => {
         connectionName: 'pgq-bridge',
         reconnectInitialDelayMs: 500,
         reconnectMaxDelayMs: 30_000,
+        connectTimeoutMs: 10_000,
         confirmTimeoutMs: 15_000,
       },
       postgrest: {

@@ -124,10 +124,12 @@ describe('ConnectionKeeper across cluster nodes', () => {
         connectionName: 'test',
         reconnectInitialDelayMs: 1,
         reconnectMaxDelayMs: 2,
+        connectTimeoutMs: 3000,
       },
       { setup: async () => undefined, onLost: () => undefined, onFailover: (move) => moves.push(move) },
       createLogger('silent'),
-      async (url) => {
+      async (url, options) => {
+        assert.equal(options.timeout, 3000);
         if (refusing.has(nodeAddress(url))) throw new Error('ECONNREFUSED');
         const connection = new FakeConnection(url);
         connections.push(connection);
