@@ -125,13 +125,14 @@ export class ConnectionKeeper {
           { err: error, node: this.#nodes.current.address },
           'broker connection lost; reconnecting',
         );
-        this.#moveOn('connection lost');
+        this.#moveOn('connection_lost');
       } else {
         failures++;
-        this.#moveOn('cannot connect');
+        this.#moveOn('connect_failed');
       }
       if (this.#closed) break;
-      const delay = backoffDelay(Math.floor(failures / this.#nodes.size), {
+      // Counted in rounds of the node list: every node gets a try before the backoff grows.
+      const delay = backoffDelay(Math.floor(Math.max(failures - 1, 0) / this.#nodes.size), {
         initialDelayMs: this.#settings.reconnectInitialDelayMs,
         maxDelayMs: this.#settings.reconnectMaxDelayMs,
       });
@@ -197,7 +198,7 @@ export class ConnectionKeeper {
   }
 
   /** After a failure, the next node gets the next attempt. */
-  #moveOn(reason: string): void {
+  #moveOn(reason: 'connection_lost' | 'connect_failed'): void {
     const move = this.#nodes.advance();
     if (move === undefined) return;
     this.#logger.warn(
