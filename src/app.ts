@@ -1,7 +1,9 @@
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { ackHoldFor } from './amqp/acks.ts';
 import type { ConnectFn, ConnectionSettings } from './amqp/connection.ts';
 import { AmqpConsumer, type PauseReason } from './amqp/consumer.ts';
+import { type NodeMove, startIndex } from './amqp/nodes.ts';
 import { ConfirmPublisher } from './amqp/publisher.ts';
 import { AmqpSettlePort } from './amqp/settle-port.ts';
 import { amqpSocketOptions } from './amqp/tls.ts';
@@ -75,8 +77,15 @@ export class App {
       });
     const settings: ConnectionSettings = {
       ...config.amqp,
+      urls: config.amqp.nodes,
+      // Replicas on different hosts (or several on one) start on different nodes of a cluster.
+      startAt: startIndex(`${hostname()}/${process.pid}`, config.amqp.nodes.length),
       socketOptions: amqpSocketOptions(config.amqp.tls),
     };
+    const failover =
+      (connection: string) =>
+      (move: NodeMove): void =>
+        this.metrics.failovers.inc({ connection, from: move.from.address, to: move.to.address });
     this.#publisher = new ConfirmPublisher(
       { ...settings, confirmTimeoutMs: config.amqp.confirmTimeoutMs },
       logger,
@@ -86,6 +95,7 @@ export class App {
           this.metrics.blocked.set({ connection: 'publisher' }, blocked ? 1 : 0);
           this.#updateReady();
         },
+        onFailover: failover('publisher'),
       },
     );
     this.#consumer = new AmqpConsumer(
@@ -97,6 +107,7 @@ export class App {
           this.metrics.reconnects.inc({ connection: 'consumer' });
           this.#logger.info('reconnected to the broker');
         },
+        onFailover: failover('consumer'),
         onConsumerCancelled: (queue) => this.metrics.consumerCancels.inc({ queue }),
         onStateChange: () => this.#updateReady(),
       },
@@ -199,6 +210,8 @@ export class App {
   status(): Record<string, unknown> {
     return {
       consuming: this.#consumer.consuming,
+      brokerNode: this.#consumer.node?.address ?? null,
+      deadLetterPublisherNode: this.#publisher.node?.address ?? null,
       endpointFailing: this.#circuit.isOpen,
       intakePaused: this.#consumer.paused,
       intakePausedFor: this.#consumer.pausedFor,

@@ -7,6 +7,7 @@ import { ConfigError, errorCode, toError } from './errors.ts';
 /**
  * /healthz: the process is alive (the event loop answers).
  * /readyz:  consuming from the broker and the RPC endpoint not failing; 503 otherwise.
+ * /status:  the same report as /readyz (which nodes the connections use, why not ready), always 200.
  * /metrics: Prometheus text, always served, ready or not (it is how an operator sees why not).
  */
 
@@ -37,6 +38,8 @@ export async function startHttp(
       json(res, 200, { status: 'ok' });
     } else if (path === '/readyz') {
       json(res, health.ready ? 200 : 503, { ready: health.ready, ...health.status() });
+    } else if (path === '/status') {
+      json(res, 200, { ready: health.ready, ...health.status() });
     } else if (path === '/metrics') {
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
@@ -46,7 +49,7 @@ export async function startHttp(
         },
       );
     } else {
-      json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics'] });
+      json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/status', '/metrics'] });
     }
   });
   // A socket error on one request must not take the process down.

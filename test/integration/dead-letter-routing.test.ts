@@ -35,7 +35,9 @@ before(async () => {
   broker = await TestBroker.connect();
   publisher = new ConfirmPublisher(
     {
-      url: amqpUrl(),
+      urls: [amqpUrl()],
+      startAt: 0,
+      connectTimeoutMs: 5_000,
       heartbeatSeconds: 10,
       connectionName: 'dead-letter-routing-test',
       reconnectInitialDelayMs: 50,

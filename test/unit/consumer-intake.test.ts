@@ -55,7 +55,9 @@ function setup() {
     });
   const consumer = new AmqpConsumer(
     {
-      url: 'amqp://localhost',
+      urls: ['amqp://localhost'],
+      startAt: 0,
+      connectTimeoutMs: 5_000,
       heartbeatSeconds: 5,
       connectionName: 'test',
       reconnectInitialDelayMs: 10,

@@ -50,7 +50,9 @@ function setup(confirmTimeoutMs = 50) {
   const blockedEvents: boolean[] = [];
   const publisher = new ConfirmPublisher(
     {
-      url: 'amqp://localhost',
+      urls: ['amqp://localhost'],
+      startAt: 0,
+      connectTimeoutMs: 5_000,
       heartbeatSeconds: 5,
       connectionName: 'test',
       reconnectInitialDelayMs: 10,
