@@ -3,7 +3,6 @@ import https from 'node:https';
 import { urlToHttpOptions } from 'node:url';
 import { errorCode, toError } from '../errors.ts';
 import type { EnqueueArgs } from '../message/decode.ts';
-import type { BatchItemResult } from './batcher.ts';
 
 /**
  * PostgREST client for one function: POST {url}/rpc/{function} with the named arguments as a JSON
@@ -38,6 +37,9 @@ export type RpcResult =
       /** The request left this process: the job may exist even though no answer came. */
       readonly requestSent: boolean;
     };
+
+/** One job's result from the bulk function, in input order: its id, or skipped as a duplicate. */
+export type BatchItemResult = { readonly id: string } | 'duplicate';
 
 export interface RpcClientOptions {
   readonly url: string;

@@ -1,6 +1,5 @@
 import type { EnqueueArgs } from '../../../src/message/decode.ts';
-import type { BatchItemResult } from '../../../src/postgrest/batcher.ts';
-import type { RpcResult } from '../../../src/postgrest/client.ts';
+import type { BatchItemResult, RpcResult } from '../../../src/postgrest/client.ts';
 import type { AnswerKind, Ledger } from './ledger.ts';
 
 /**
