@@ -35,11 +35,20 @@ import { RateLimiter } from './resilience/rate-limit.ts';
 export interface AppOverrides {
   /** Replaces amqplib's connect (fault injection in tests). */
   readonly connect?: ConnectFn;
-  /** Replaces the PostgREST client (single mode). */
-  readonly rpc?: { enqueue: RpcClient['enqueue']; close?: () => void };
+  /**
+   * Replaces the PostgREST client. Batch mode needs `postBatch`; without it every call is single.
+   * (The model test drives the batcher against a simulated endpoint through it.)
+   */
+  readonly rpc?: RpcCalls;
   /** Skip default process metrics (several apps in one test process). */
   readonly processMetrics?: boolean;
 }
+
+type RpcCalls = {
+  enqueue: RpcClient['enqueue'];
+  postBatch?: RpcClient['postBatch'];
+  close?: () => void;
+};
 
 /** Consecutive transient failures (no success between) that pause intake. */
 const PAUSE_AFTER_FAILURES = 5;
@@ -48,7 +57,7 @@ export class App {
   readonly config: Config;
   readonly metrics: Metrics;
   readonly #logger: Logger;
-  readonly #rpc: { enqueue: RpcClient['enqueue']; close?: () => void };
+  readonly #rpc: RpcCalls;
   readonly #publisher: ConfirmPublisher;
   readonly #consumer: AmqpConsumer;
   readonly #circuit: Circuit;
@@ -150,8 +159,9 @@ export class App {
     );
     const enqueuers = new Map<string, Enqueuer>(
       config.sources.map((source) => {
-        if (!config.batch.enabled || !(rpc instanceof RpcClient)) return [source.queue, single];
-        const post = withTokenRefresh((bodies: readonly string[]) => rpc.postBatch(bodies), tokens);
+        const postBatch = rpc.postBatch;
+        if (!config.batch.enabled || postBatch === undefined) return [source.queue, single];
+        const post = withTokenRefresh((bodies: readonly string[]) => postBatch.call(rpc, bodies), tokens);
         const batcher = new Batcher(
           { postBatch: post },
           { ...config.batch, concurrency: source.concurrency },

@@ -177,7 +177,15 @@ export class Pipeline {
       }
       const generation = circuit.generation;
       const started = performance.now();
-      const attempt = await enqueuer.enqueue(args, sendable);
+      let attempt: Attempt | typeof NOT_SENT;
+      try {
+        attempt = await enqueuer.enqueue(args, sendable);
+      } catch (error) {
+        // The call was granted but never made: if it was the circuit's probe, the next waiter
+        // must get it, or the circuit stays open with intake off and nothing scheduled.
+        circuit.abandon();
+        throw error;
+      }
       if (attempt === NOT_SENT) {
         circuit.abandon();
         return this.#letGo(delivery, hold);
