@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { App } from './app.ts';
-import { type Config, loadConfig, maskSecrets } from './config/config.ts';
+import { type Config, configPathFrom, loadConfig, maskSecrets } from './config/config.ts';
+import { runDoctor } from './doctor/doctor.ts';
 import { ConfigError, toError } from './errors.ts';
 import { createLogger } from './log.ts';
 
 /**
  * pgq-bridge [run] --config PATH      consume and enqueue until SIGTERM/SIGINT
  * pgq-bridge check-config --config PATH   validate; print the resolved config, secrets masked
+ * pgq-bridge doctor --config PATH      check everything a deployment needs; a fix per failure
  * pgq-bridge sql [--hardened] [--uninstall] [--NAME VALUE ...]   print the install SQL for psql
  *
  * Exit codes: 0 stopped gracefully (or config valid) · 1 fatal error or forced stop (second
@@ -17,7 +19,7 @@ import { createLogger } from './log.ts';
 export const EXIT = { ok: 0, fatal: 1, usage: 2, config: 78 } as const;
 
 const USAGE = [
-  'usage: pgq-bridge [run|check-config] --config PATH   (or set PGQ_BRIDGE_CONFIG)',
+  'usage: pgq-bridge [run|check-config|doctor] --config PATH   (or set PGQ_BRIDGE_CONFIG)',
   '       pgq-bridge sql [--hardened] [--uninstall] [--api-schema S] [--queue-schema S] [--queue-table T]',
   '                      [--log-table T] [--function-name F] [--api-role R] ... | psql "$DATABASE_URL"',
 ].join('\n');
@@ -30,6 +32,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return EXIT.ok;
   }
   if (command === 'sql') return printSql(rest);
+  if (command === 'doctor') return runDoctor(configPathFrom(rest, process.env), process.env, process.stdout);
   if (command !== 'run' && command !== 'check-config') {
     process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
     return EXIT.usage;
@@ -146,12 +149,20 @@ async function run(config: Config): Promise<number> {
     await app.stop();
     return EXIT.config;
   }
-  return stopped;
+  // The broker refusing the config before the first ready is not weather: one line, exit 78.
+  const refused = app.startupFault.then(async (line) => {
+    process.stderr.write(`pgq-bridge: ${line}\n`);
+    await app.stop();
+    return EXIT.config;
+  });
+  return Promise.race([stopped, refused]);
 }
 
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // Nothing left behind (a connect attempt to a frozen broker) may hold the exit.
+    setTimeout(() => process.exit(code), 1000).unref();
   },
   (error: unknown) => {
     process.stderr.write(`pgq-bridge: ${toError(error).stack ?? String(error)}\n`);

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { toError } from '../errors.ts';
 import type { PublishResult } from '../pipeline/delivery.ts';
 import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './connection.ts';
+import type { BrokerFault } from './faults.ts';
 
 /**
  * Publishes with publisher confirms on a connection of its own. RabbitMQ blocks a connection
@@ -22,6 +23,7 @@ export const PUBLISH_ID_HEADER = 'x-pgq-bridge-publish-id';
 
 export interface PublisherEvents {
   readonly onBlocked?: (blocked: boolean, reason: string | undefined) => void;
+  readonly onFault?: (fault: BrokerFault | undefined) => void;
 }
 
 interface Pending {
@@ -55,6 +57,7 @@ export class ConfirmPublisher {
           this.#channel = undefined;
           this.#setBlocked(false, undefined);
         },
+        onFault: (fault) => events.onFault?.(fault),
       },
       logger,
       connect,
@@ -125,8 +128,9 @@ export class ConfirmPublisher {
     });
   }
 
-  close(): Promise<void> {
-    return this.#keeper.close();
+  /** Closes within `timeoutMs`; past it the socket is destroyed. */
+  close(timeoutMs?: number): Promise<void> {
+    return this.#keeper.close(timeoutMs);
   }
 
   async #setup(connection: ChannelModel): Promise<void> {

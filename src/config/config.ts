@@ -171,6 +171,10 @@ export const configSchema = z
           500,
         ),
         reconnectMaxDelayMs: delayMs('Upper bound of the reconnect delay.', 30_000),
+        connectTimeoutMs: delayMs(
+          'Deadline of one connection attempt (TCP, TLS, AMQP handshake, setup) and of closing; then it is abandoned and retried.',
+          10_000,
+        ),
         confirmTimeoutMs: z
           .number()
           .int()
@@ -210,6 +214,10 @@ export const configSchema = z
           .optional()
           .describe('Sent as Content-Profile to select the exposed schema that holds the function.'),
         timeoutMs: z.number().int().min(1).default(10_000).describe('Per-request timeout.'),
+        probeIntervalMs: delayMs(
+          'How often the endpoint is checked (OpenAPI root: reachable, token accepted, functions listed) for readiness.',
+          30_000,
+        ),
         dedupeConstraint: z
           .string()
           .min(1)
