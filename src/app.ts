@@ -253,6 +253,7 @@ export class App {
     return readiness({
       stopping: this.#stopping !== undefined,
       consuming: this.#consumer.consuming,
+      intakePaused: this.#consumer.paused,
       brokerFaults: [...this.#brokerFaults.values()],
       brokerBlocked: this.#publisher.blocked,
       endpoint: this.#watch.verdict,

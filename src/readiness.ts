@@ -19,6 +19,7 @@ export type ReadyKind =
   | 'function_missing'
   | 'arguments_mismatch'
   | 'endpoint_failing'
+  | 'intake_paused'
   | 'internal_error';
 
 export const READY_KINDS: readonly ReadyKind[] = [
@@ -33,12 +34,15 @@ export const READY_KINDS: readonly ReadyKind[] = [
   'function_missing',
   'arguments_mismatch',
   'endpoint_failing',
+  'intake_paused',
   'internal_error',
 ];
 
 export interface ReadinessFacts {
   readonly stopping: boolean;
   readonly consuming: boolean;
+  /** Intake is paused on purpose (endpoint failing, too many bytes held): not consuming is expected. */
+  readonly intakePaused: boolean;
   /** What keeps a broker connection or a source down, by scope. */
   readonly brokerFaults: readonly BrokerFault[];
   readonly brokerBlocked: boolean;
@@ -60,18 +64,12 @@ export function readiness(facts: ReadinessFacts): Readiness {
   if (facts.stopping) return not('stopping', 'shutting down');
   const config = facts.brokerFaults.find((fault) => fault.config);
   if (config !== undefined) return not('broker_config', `${config.key}: ${config.message}`);
-  if (!facts.consuming) {
+  if (!facts.consuming && (!facts.intakePaused || facts.brokerFaults.length > 0)) {
     const [fault] = facts.brokerFaults;
     return not('broker_unavailable', fault?.message ?? 'connecting to the broker');
   }
   if (facts.brokerBlocked)
     return not('broker_blocked', 'the broker blocks publishing (memory or disk alarm)');
-  if (facts.endpointFailing !== undefined) {
-    return not(
-      'endpoint_failing',
-      `the RPC endpoint is failing (${facts.endpointFailing}); intake paused, probing`,
-    );
-  }
   const { endpoint } = facts;
   if (endpoint === undefined) return not('endpoint_pending', 'checking the RPC endpoint');
   if (!endpoint.ok) {
@@ -83,6 +81,13 @@ export function readiness(facts: ReadinessFacts): Readiness {
           : endpoint.kind;
     return not(kind, endpoint.key === undefined ? endpoint.reason : `${endpoint.key}: ${endpoint.reason}`);
   }
+  if (facts.endpointFailing !== undefined) {
+    return not(
+      'endpoint_failing',
+      `the RPC endpoint is failing (${facts.endpointFailing}); intake paused, probing`,
+    );
+  }
+  if (!facts.consuming) return not('intake_paused', 'intake paused: the in-flight byte limit is reached');
   if (facts.internalErrors)
     return not(
       'internal_error',
