@@ -213,7 +213,7 @@ export class ConnectionKeeper {
     const repeated = this.#lastFault?.message === fault.message;
     this.#lastFault = fault;
     this.#hooks.onFault?.(fault);
-    const fields = { key: fault.key, reason: fault.message };
+    const fields = { key: fault.key, errno: fault.errno, reason: fault.message };
     if (repeated) this.#logger.debug(fields, 'still cannot connect to the broker; retrying');
     else if (fault.config)
       this.#logger.error(fields, 'the broker refuses the configuration; retrying with backoff');

@@ -22,6 +22,8 @@ export interface BrokerFault {
   readonly key: string | undefined;
   /** One line, no stack: what happened and, for config faults, what to change. */
   readonly message: string;
+  /** The socket or TLS error code, when there is one (ECONNREFUSED, SELF_SIGNED_CERT_IN_CHAIN, ...). */
+  readonly errno?: string | undefined;
 }
 
 /** AMQP reply codes on a channel (amqplib puts them in `code`). */
@@ -63,6 +65,7 @@ export function connectFault(error: unknown, url: string): BrokerFault {
     kind: 'unavailable',
     config: false,
     key: undefined,
+    errno: code,
     message: `cannot connect to the broker at ${maskUrlPassword(url)}: ${code === undefined ? '' : `${code} `}${err.message}`,
   };
 }
