@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { ackHoldFor } from './amqp/acks.ts';
 import type { ConnectFn, ConnectionSettings } from './amqp/connection.ts';
 import { AmqpConsumer, type PauseReason } from './amqp/consumer.ts';
+import type { BrokerFault } from './amqp/faults.ts';
 import { type NodeMove, startIndex } from './amqp/nodes.ts';
 import { ConfirmPublisher } from './amqp/publisher.ts';
 import { AmqpSettlePort } from './amqp/settle-port.ts';
@@ -19,17 +20,25 @@ import { createTokenSource, type TokenSource, withTokenRefresh } from './postgre
 import { Batcher } from './postgrest/batcher.ts';
 import { RpcClient, rpcSocketBudget } from './postgrest/client.ts';
 import { type Enqueuer, singleEnqueuer } from './postgrest/enqueuer.ts';
+import { expectedFunctions, type ProbeReport, probeEndpoint } from './postgrest/probe.ts';
+import { EndpointWatch } from './postgrest/watch.ts';
+import { type Readiness, readiness } from './readiness.ts';
 import { Circuit } from './resilience/circuit.ts';
+import { within } from './resilience/deadline.ts';
 import { RateLimiter } from './resilience/rate-limit.ts';
 
 /**
  * The composition root: builds every part from the config and owns their lifecycle.
  *
  * start(): publisher and consumer connect in the background (a broker that is down at start is
- * retried, not fatal); the health endpoint answers at once and reports not-ready until consuming.
+ * retried, not fatal); the health endpoint answers at once and reports not-ready until consuming
+ * and until the endpoint probe (postgrest/probe.ts) shows that PostgREST can take the calls. A
+ * configuration fault of the broker before the first ready settles `startupFault` (exit 78);
+ * after it, it is retried and named in the readiness reason.
  *
- * stop(): idempotent. Stop intake → drain in-flight deliveries (up to shutdown.graceMs) → close
- * channels and connections (unfinished deliveries return to their queues) → close the rest.
+ * stop(): idempotent, done within shutdown.graceMs. Stop intake → drain in-flight deliveries →
+ * close channels and connections in what is left of the grace (unfinished deliveries return to
+ * their queues; a broker that does not confirm the close has its socket destroyed) → the rest.
  */
 
 export interface AppOverrides {
@@ -40,6 +49,8 @@ export interface AppOverrides {
    * (The model test drives the batcher against a simulated endpoint through it.)
    */
   readonly rpc?: RpcCalls;
+  /** Replaces the endpoint probe (postgrest/probe.ts), for tests without an HTTP endpoint. */
+  readonly probe?: () => Promise<ProbeReport>;
   /** Skip default process metrics (several apps in one test process). */
   readonly processMetrics?: boolean;
 }
@@ -66,11 +77,20 @@ export class App {
   #tokens: TokenSource | undefined;
   #stopping: Promise<number> | undefined;
   #wasReady = false;
+  #everReady = false;
+  readonly #watch: EndpointWatch;
+  readonly #brokerFaults = new Map<string, BrokerFault>();
+  #reportStartupFault: (line: string) => void = () => undefined;
+  /** Settles with one line naming the key when the broker refuses the config before the first ready. */
+  readonly startupFault = new Promise<string>((resolve) => {
+    this.#reportStartupFault = resolve;
+  });
 
   constructor(config: Config, logger: Logger, overrides: AppOverrides = {}) {
     this.config = config;
     this.#logger = logger;
     this.metrics = new Metrics({ processMetrics: overrides.processMetrics ?? true });
+    const endpointCa = readConfiguredFile(config.postgrest.caFile, 'postgrest.caFile');
     this.#rpc =
       overrides.rpc ??
       new RpcClient({
@@ -80,7 +100,7 @@ export class App {
         timeoutMs: config.postgrest.timeoutMs,
         bearerToken: () => this.#tokens?.token(),
         maxSockets: rpcSocketBudget(config),
-        ca: readConfiguredFile(config.postgrest.caFile, 'postgrest.caFile'),
+        ca: endpointCa,
         batchFunction: config.batch.enabled ? config.batch.function : undefined,
         batchTimeoutMs: config.batch.timeoutMs,
       });
@@ -105,6 +125,7 @@ export class App {
           this.#updateReady();
         },
         onFailover: failover('publisher'),
+        onFault: (fault) => this.#onBrokerFault('publisher connection', fault),
       },
     );
     this.#consumer = new AmqpConsumer(
@@ -119,6 +140,7 @@ export class App {
         onFailover: failover('consumer'),
         onConsumerCancelled: (queue) => this.metrics.consumerCancels.inc({ queue }),
         onStateChange: () => this.#updateReady(),
+        onFault: (scope, fault) => this.#onBrokerFault(scope, fault),
       },
       logger,
       {
@@ -126,9 +148,35 @@ export class App {
         connect: overrides.connect,
       },
     );
+    this.#watch = new EndpointWatch({
+      probe:
+        overrides.probe ??
+        (() =>
+          probeEndpoint({
+            url: config.postgrest.url,
+            schema: config.postgrest.schema,
+            timeoutMs: config.postgrest.timeoutMs,
+            ca: endpointCa,
+            token: this.#tokens?.token(),
+            functions: expectedFunctions(config),
+          })),
+      intervalMs: config.postgrest.probeIntervalMs,
+      backoff: config.retry,
+      logger,
+      onChange: (verdict) => {
+        // A fault no call can get past: pause intake now rather than after a delivery finds it.
+        if (!verdict.ok && verdict.kind !== 'unreachable' && !this.#circuit.isOpen)
+          this.#circuit.failure('endpoint_fault');
+        this.#updateReady();
+      },
+    });
     this.#circuit = new Circuit({
       failureThreshold: PAUSE_AFTER_FAILURES,
       backoff: config.retry,
+      idleProbe: async () => {
+        const verdict = await this.#watch.check();
+        return verdict.ok ? (verdict.verified ? true : undefined) : false;
+      },
       onIntake: (allowed) => this.#pauseIntake('circuit', !allowed),
       onOpen: (reason) => {
         this.metrics.paused.set(1);
@@ -140,6 +188,7 @@ export class App {
       },
       onClose: () => {
         this.metrics.paused.set(0);
+        void this.#watch.check();
         this.#logger.info(
           { endpoint: config.postgrest.url },
           'the RPC endpoint answers again; intake resumed',
@@ -197,13 +246,28 @@ export class App {
   }
 
   get ready(): boolean {
-    return (
-      this.#stopping === undefined &&
-      this.#consumer.consuming &&
-      !this.#circuit.isOpen &&
-      !this.#pipeline.faulty &&
-      !this.#publisher.blocked
-    );
+    return this.#readiness().ready;
+  }
+
+  #readiness(): Readiness {
+    return readiness({
+      stopping: this.#stopping !== undefined,
+      consuming: this.#consumer.consuming,
+      intakePaused: this.#consumer.paused,
+      brokerFaults: [...this.#brokerFaults.values()],
+      brokerBlocked: this.#publisher.blocked,
+      endpoint: this.#watch.verdict,
+      endpointFailing: this.#circuit.isOpen ? 'calls fail' : undefined,
+      internalErrors: this.#pipeline.faulty,
+    });
+  }
+
+  #onBrokerFault(scope: string, fault: BrokerFault | undefined): void {
+    if (fault === undefined) this.#brokerFaults.delete(scope);
+    else this.#brokerFaults.set(scope, fault);
+    if (fault?.config === true && !this.#everReady)
+      this.#reportStartupFault(`${fault.key}: ${fault.message}`);
+    this.#updateReady();
   }
 
   #pauseIntake(reason: PauseReason, paused: boolean): void {
@@ -218,7 +282,12 @@ export class App {
   }
 
   status(): Record<string, unknown> {
+    const { reason } = this.#readiness();
+    const endpoint = this.#watch.verdict;
     return {
+      reason,
+      endpointReady: endpoint?.ok === true,
+      endpointVerified: endpoint?.ok === true && endpoint.verified,
       consuming: this.#consumer.consuming,
       brokerNode: this.#consumer.node?.address ?? null,
       deadLetterPublisherNode: this.#publisher.node?.address ?? null,
@@ -246,6 +315,7 @@ export class App {
     }
     this.#publisher.start();
     this.#consumer.start();
+    this.#watch.start();
   }
 
   /** Resolves once consuming has started (for tests and the demo). */
@@ -261,18 +331,24 @@ export class App {
 
   async #stop(): Promise<number> {
     this.#updateReady();
+    const { graceMs } = this.config.shutdown;
+    const deadline = Date.now() + graceMs;
+    const left = (): number => Math.max(0, deadline - Date.now());
+    // Closing gets a share of the grace: acks owed are flushed and the broker told.
+    const closeReserveMs = Math.min(2000, graceMs / 4);
     const steps: Array<[string, () => Promise<unknown> | unknown]> = [];
     let unfinished = 0;
-    steps.push(['stop intake', () => this.#consumer.stopIntake()]);
+    steps.push(['stop intake', () => within(this.#consumer.stopIntake(), left())]);
     steps.push([
       'drain',
       async () => {
-        unfinished = await this.#pipeline.drain(this.config.shutdown.graceMs);
+        unfinished = await this.#pipeline.drain(Math.max(0, left() - closeReserveMs));
       },
     ]);
     steps.push(['close circuit', () => this.#circuit.close()]);
-    steps.push(['close consumer', () => this.#consumer.close()]);
-    steps.push(['close publisher', () => this.#publisher.close()]);
+    steps.push(['close endpoint watch', () => this.#watch.close()]);
+    steps.push(['close consumer', () => this.#consumer.close(left())]);
+    steps.push(['close publisher', () => this.#publisher.close(left())]);
     steps.push(['close rpc client', () => this.#rpc.close?.()]);
     steps.push(['close token source', () => this.#tokens?.close()]);
     steps.push(['close http', () => this.#http?.close()]);
@@ -295,6 +371,8 @@ export class App {
   #updateReady(): void {
     const ready = this.ready;
     this.metrics.ready.set(ready ? 1 : 0);
+    this.metrics.setReadiness(this.#readiness().kind, this.#watch.verdict?.ok === true);
+    if (ready) this.#everReady = true;
     if (ready === this.#wasReady) return;
     this.#wasReady = ready;
     this.#logger.info({ ready, ...this.status() }, ready ? 'ready' : 'not ready');

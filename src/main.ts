@@ -5,6 +5,8 @@ import { toError } from './errors.ts';
 cli(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // Nothing left behind (a connect attempt to a frozen broker) may hold the exit.
+    setTimeout(() => process.exit(code), 1000).unref();
   },
   (error: unknown) => {
     process.stderr.write(`pgq-bridge: ${toError(error).stack ?? String(error)}\n`);

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { READY_KINDS, type ReadyKind } from './readiness.ts';
 
 /**
  * Every metric the bridge exports, in one place. A registry per bridge instance (not prom-client's
@@ -176,6 +177,17 @@ export class Metrics {
     registers: [this.registry],
   });
   readonly ready = new Gauge({ name: 'pgq_bridge_ready', help: '1 when ready', registers: [this.registry] });
+  readonly readyReason = new Gauge({
+    name: 'pgq_bridge_ready_reason',
+    help: '1 for the reason readiness has now (ready, broker_config, function_missing, ...), 0 for the others',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly endpointReady = new Gauge({
+    name: 'pgq_bridge_endpoint_ready',
+    help: '1 when the last endpoint check found PostgREST able to take the calls (reachable, token accepted, functions listed)',
+    registers: [this.registry],
+  });
   readonly blocked = new Gauge({
     name: 'pgq_bridge_broker_blocked',
     help: '1 while the broker blocks the connection (memory or disk alarm)',
@@ -193,6 +205,11 @@ export class Metrics {
   constructor(options: { readonly processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'pgq_bridge_' });
+  }
+
+  setReadiness(kind: ReadyKind, endpointReady: boolean): void {
+    for (const reason of READY_KINDS) this.readyReason.set({ reason }, reason === kind ? 1 : 0);
+    this.endpointReady.set(endpointReady ? 1 : 0);
   }
 
   /** Where the in-flight gauge gets its values: the count per queue, which the pipeline keeps anyway. */

@@ -4,7 +4,9 @@ import type { Logger } from 'pino';
 import { maskUrlPassword } from '../config/config.ts';
 import { toError } from '../errors.ts';
 import { backoffDelay } from '../resilience/backoff.ts';
+import { within } from '../resilience/deadline.ts';
 import { sleep } from '../resilience/sleep.ts';
+import { type BrokerFault, connectFault } from './faults.ts';
 import { type BrokerNode, brokerNodes, type NodeMove, NodeRotation } from './nodes.ts';
 
 /**
@@ -18,6 +20,12 @@ import { type BrokerNode, brokerNodes, type NodeMove, NodeRotation } from './nod
  * node down is left within one short delay.
  *
  * States: CONNECTING → CONNECTED → (lost) → CONNECTING … → CLOSED (after close()).
+ *
+ * Every attempt has a deadline (`connectTimeoutMs`): amqplib's socket `timeout` covers the
+ * handshake (a broker that accepts TCP and never answers), and setup is raced against it, the
+ * socket destroyed when it loses. close() waits as long for the broker's close-ok, then
+ * destroys the socket: a frozen broker cannot hold shutdown. Failures are logged once per
+ * change of what went wrong, without a stack per attempt.
  */
 
 export interface ConnectionSettings {
@@ -41,6 +49,8 @@ export interface ConnectionHooks {
   readonly onReconnected?: () => void;
   /** Called on every move to another node, before connecting to it. */
   readonly onFailover?: (move: NodeMove) => void;
+  /** What went wrong with the last attempt; undefined once connected. */
+  readonly onFault?: (fault: BrokerFault | undefined) => void;
 }
 
 export type ConnectFn = (url: string, socketOptions: Record<string, unknown>) => Promise<ChannelModel>;
@@ -56,6 +66,7 @@ export class ConnectionKeeper {
   #stopWaiting = new AbortController();
   #loop: Promise<void> | undefined;
   #waiters: Array<() => void> = [];
+  #lastFault: BrokerFault | undefined;
 
   constructor(
     settings: ConnectionSettings,
@@ -93,21 +104,28 @@ export class ConnectionKeeper {
     await new Promise<void>((resolve) => this.#waiters.push(resolve));
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return this.#loop;
-    this.#closed = true;
-    this.#stopWaiting.abort();
-    const connection = this.#connection;
-    this.#connection = undefined;
-    if (connection !== undefined) {
-      try {
-        await connection.close();
-      } catch (error) {
-        this.#logger.debug({ err: toError(error) }, 'closing the connection failed (already closed)');
-      }
+  /** Closes within `timeoutMs` (default: the connect deadline); past it the socket is destroyed. */
+  async close(timeoutMs: number = this.#settings.connectTimeoutMs): Promise<void> {
+    const started = Date.now();
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#stopWaiting.abort();
+      const connection = this.#connection;
+      this.#connection = undefined;
+      if (connection !== undefined) await this.#closeConnection(connection, timeoutMs);
+      this.#wakeWaiters();
     }
-    this.#wakeWaiters();
-    await this.#loop;
+    await within(this.#loop ?? Promise.resolve(), timeoutMs - (Date.now() - started));
+  }
+
+  async #closeConnection(connection: ChannelModel, timeoutMs: number): Promise<void> {
+    const closing = connection.close().catch((error: unknown) => {
+      this.#logger.debug({ err: toError(error) }, 'closing the connection failed (already closed)');
+    });
+    if (!(await within(closing, timeoutMs))) {
+      this.#logger.warn({ timeoutMs }, 'the broker did not confirm the close in time; socket destroyed');
+      destroySocket(connection);
+    }
   }
 
   async #run(): Promise<void> {
@@ -145,56 +163,92 @@ export class ConnectionKeeper {
    * an object: an async function returning a promise would wait for it, i.e. for the loss.)
    */
   async #connectOnce(): Promise<{ readonly lost: Promise<Error | undefined> } | undefined> {
-    let connection: ChannelModel | undefined;
+    const { connectTimeoutMs } = this.#settings;
     const node = this.#nodes.current;
+    let connection: ChannelModel | undefined;
     try {
-      connection = await this.#connect(this.#urlWithHeartbeat(node.url), {
+      const connecting = this.#connect(this.#urlWithHeartbeat(node.url), {
         // Acks are tiny frames: with Nagle's algorithm each can wait ~40 ms for company.
         noDelay: true,
-        // amqplib's timeout covers the TCP connect and the AMQP handshake, then is cleared.
-        timeout: this.#settings.connectTimeoutMs,
+        // amqplib ends the attempt when the socket is silent this long before the handshake ends.
+        timeout: connectTimeoutMs,
         ...this.#settings.socketOptions,
         clientProperties: { connection_name: this.#settings.connectionName },
       });
-    } catch (error) {
-      this.#logger.warn(
-        { err: toError(error), url: maskUrlPassword(node.url) },
-        'cannot connect to the broker; will retry',
+      // close() must not wait for an attempt in flight; one that still succeeds is closed.
+      const stopped = new Promise<undefined>((resolve) =>
+        this.#stopWaiting.signal.addEventListener('abort', () => resolve(undefined), { once: true }),
       );
+      connection = await Promise.race([connecting, stopped]);
+      if (connection === undefined) {
+        connecting.then((late) => late.close()).catch(() => undefined);
+        return undefined;
+      }
+    } catch (error) {
+      this.#report(connectFault(error, node.url));
       return undefined;
     }
+    const opened = connection;
     let lastError: Error | undefined;
     const lost = new Promise<Error | undefined>((resolve) => {
       // Without an 'error' listener a network error or missed heartbeat would crash the process.
-      connection.on('error', (error: Error) => {
+      opened.on('error', (error: Error) => {
         lastError = error;
       });
-      connection.on('close', (error?: Error) => {
-        if (this.#connection === connection) this.#connection = undefined;
+      opened.on('close', (error?: Error) => {
+        if (this.#connection === opened) this.#connection = undefined;
         this.#hooks.onLost(error ?? lastError);
         resolve(error ?? lastError);
       });
     });
-    connection.on('blocked', (reason: string) =>
-      this.#logger.warn({ reason }, 'broker blocked this connection'),
-    );
-    connection.on('unblocked', () => this.#logger.info('broker unblocked this connection'));
-    try {
-      await this.#hooks.setup(connection);
-    } catch (error) {
-      this.#logger.error({ err: toError(error) }, 'setting up the broker connection failed; will retry');
-      await connection.close().catch(() => undefined);
-      await lost;
+    opened.on('blocked', (reason: string) => this.#logger.warn({ reason }, 'broker blocked this connection'));
+    opened.on('unblocked', () => this.#logger.info('broker unblocked this connection'));
+    let setupError: unknown;
+    const setup = this.#hooks.setup(opened).catch((error: unknown) => {
+      setupError = error ?? new Error('setup failed');
+    });
+    if (!(await within(setup, connectTimeoutMs))) {
+      setupError = new Error(`setting up the connection took longer than ${connectTimeoutMs} ms`);
+      destroySocket(opened);
+    }
+    if (setupError !== undefined) {
+      this.#report({
+        kind: 'unavailable',
+        config: false,
+        key: undefined,
+        message: `setting up the broker connection failed: ${toError(setupError).message}`,
+      });
+      await this.#closeConnection(opened, connectTimeoutMs);
+      await within(lost, connectTimeoutMs);
       return undefined;
     }
     if (this.#closed) {
-      await connection.close().catch(() => undefined);
+      await this.#closeConnection(opened, connectTimeoutMs);
       return undefined;
     }
-    this.#connection = connection;
+    this.#connection = opened;
+    this.#lastFault = undefined;
+    this.#hooks.onFault?.(undefined);
     this.#logger.info({ url: maskUrlPassword(node.url), node: node.address }, 'connected to the broker');
     this.#wakeWaiters();
     return { lost };
+  }
+
+  /** One log line per change of what goes wrong; the same failure again is only debug. */
+  #report(fault: BrokerFault): void {
+    const repeated = this.#lastFault?.message === fault.message;
+    this.#lastFault = fault;
+    this.#hooks.onFault?.(fault);
+    const fields = {
+      key: fault.key,
+      errno: fault.errno,
+      reason: fault.message,
+      node: this.#nodes.current.address,
+    };
+    if (repeated) this.#logger.debug(fields, 'still cannot connect to the broker; retrying');
+    else if (fault.config)
+      this.#logger.error(fields, 'the broker refuses the configuration; retrying with backoff');
+    else this.#logger.warn(fields, 'cannot connect to the broker; retrying with backoff');
   }
 
   /** After a failure, the next node gets the next attempt. */
@@ -220,4 +274,11 @@ export class ConnectionKeeper {
     this.#waiters = [];
     for (const wake of waiters) wake();
   }
+}
+
+/** Drops the TCP/TLS socket under an amqplib connection; its 'close' follows. */
+function destroySocket(connection: ChannelModel): void {
+  const stream = (connection as unknown as { connection?: { stream?: { destroy(): void } } }).connection
+    ?.stream;
+  stream?.destroy();
 }

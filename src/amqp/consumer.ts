@@ -3,12 +3,13 @@ import type { Logger } from 'pino';
 import type { SourceConfig } from '../config/config.ts';
 import { toError } from '../errors.ts';
 import { backoffDelay } from '../resilience/backoff.ts';
+import { within } from '../resilience/deadline.ts';
 import { sleep } from '../resilience/sleep.ts';
 import type { AckHold } from './acks.ts';
 import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './connection.ts';
 import { AmqpDelivery, endLease, type Lease, openLease } from './delivery.ts';
+import { type BrokerFault, declareFault } from './faults.ts';
 import type { BrokerNode, NodeMove } from './nodes.ts';
-import { deadLetterDeclareProblem } from './settle-port.ts';
 
 /**
  * Consumes the source queues: one channel per source (so a channel error on one queue does not
@@ -52,10 +53,25 @@ export interface ConsumerEvents {
   readonly onFailover?: (move: NodeMove) => void;
   readonly onConsumerCancelled?: (queue: string) => void;
   readonly onStateChange?: () => void;
+  /** What keeps the connection (scope 'connection') or a source (its queue) down; undefined when fine. */
+  readonly onFault?: (scope: string, fault: BrokerFault | undefined) => void;
+}
+
+/** A declare that failed, with what it means for the operator. */
+class DeclareError extends Error {
+  readonly fault: BrokerFault;
+
+  constructor(fault: BrokerFault, cause: unknown) {
+    super(fault.message, { cause });
+    this.fault = fault;
+  }
 }
 
 interface SourceState {
   readonly config: SourceConfig;
+  /** Its position in `sources`, for the config keys in fault messages. */
+  readonly index: number;
+  fault: BrokerFault | undefined;
   lease: Lease | undefined;
   channel: Channel | undefined;
   consumerTag: string | undefined;
@@ -87,8 +103,10 @@ export class AmqpConsumer {
     this.#ackHold = options.ackHold;
     this.#events = events;
     this.#logger = logger;
-    this.#sources = sources.map((config) => ({
+    this.#sources = sources.map((config, index) => ({
       config,
+      index,
+      fault: undefined,
       lease: undefined,
       channel: undefined,
       consumerTag: undefined,
@@ -102,6 +120,7 @@ export class AmqpConsumer {
         onLost: () => this.#onConnectionLost(),
         onReconnected: () => events.onReconnected?.(),
         onFailover: (move) => events.onFailover?.(move),
+        onFault: (fault) => events.onFault?.('connection', fault),
       },
       logger,
       options.connect,
@@ -162,16 +181,22 @@ export class AmqpConsumer {
     return this.#pausedFor.size === 0 && !this.#stopped;
   }
 
-  /** Closes channels and the connection; unacked deliveries go back to their queues. */
-  async close(): Promise<void> {
-    await this.stopIntake();
-    for (const source of this.#sources) {
+  /**
+   * Closes channels and the connection within `timeoutMs`; unacked deliveries go back to their
+   * queues. Past the deadline the socket is destroyed, which returns them just the same.
+   */
+  async close(timeoutMs: number): Promise<void> {
+    const started = Date.now();
+    const left = (): number => timeoutMs - (Date.now() - started);
+    await within(this.stopIntake(), left());
+    const closing = this.#sources.map((source) => {
       const { lease, channel } = source;
       source.lease = undefined;
       source.channel = undefined;
-      if (lease?.open && channel !== undefined) await closeLease(lease, channel);
-    }
-    await this.#keeper.close();
+      return lease?.open && channel !== undefined ? closeLease(lease, channel) : Promise.resolve();
+    });
+    await within(Promise.all(closing), left());
+    await this.#keeper.close(left());
   }
 
   async #setup(connection: ChannelModel): Promise<void> {
@@ -185,43 +210,59 @@ export class AmqpConsumer {
     try {
       await this.#openSource(connection, source);
     } catch (error) {
-      this.#logger.error(
-        { err: toError(error), queue: source.config.queue },
-        'cannot open the source; will retry',
-      );
+      const fault =
+        error instanceof DeclareError
+          ? error.fault
+          : {
+              kind: 'unavailable' as const,
+              config: false,
+              key: undefined,
+              message: `cannot open the source: ${toError(error).message}`,
+            };
+      // One line per change of what is wrong, not a stack trace per attempt.
+      const fields = { queue: source.config.queue, key: fault.key, reason: fault.message };
+      if (source.fault?.message === fault.message)
+        this.#logger.debug(fields, 'the source still cannot be opened');
+      else this.#logger.error(fields, 'cannot open the source; retrying with backoff');
+      source.fault = fault;
+      this.#events.onFault?.(source.config.queue, fault);
     }
   }
 
   async #openSource(connection: ChannelModel, source: SourceState): Promise<void> {
-    const { config } = source;
+    const { config, index } = source;
     const channel = await connection.createChannel();
     const lease = openLease(channel, this.#ackHold?.(config));
-    // A channel error (precondition failed, queue deleted, consumer timeout) must not crash the process.
+    // A channel error (precondition failed, queue deleted, consumer timeout) must not crash the
+    // process; what it means is reported where the failed operation is awaited.
     channel.on('error', (error: Error) =>
-      this.#logger.error({ err: error, queue: config.queue }, 'channel closed by the broker'),
+      this.#logger.debug({ err: error, queue: config.queue }, 'channel closed by the broker'),
     );
     channel.on('close', () => this.#onChannelClosed(source, lease));
     source.lease = lease;
     source.channel = channel;
     await channel.prefetch(config.prefetch, false);
-    if (config.declare) {
-      await channel.assertQueue(config.queue, { durable: true, arguments: config.queueArguments });
-    } else {
-      await channel.checkQueue(config.queue);
-    }
-    try {
-      await channel.assertQueue(config.deadLetterQueue, {
+    const keys = (argumentsKey: string, queueKey: string) => ({
+      arguments: `sources.${index}.${argumentsKey}`,
+      queue: `sources.${index}.${queueKey}`,
+    });
+    await declaring(config.queue, keys('queueArguments', 'queue'), () =>
+      config.declare
+        ? channel.assertQueue(config.queue, { durable: true, arguments: config.queueArguments })
+        : channel.checkQueue(config.queue),
+    );
+    await declaring(config.deadLetterQueue, keys('deadLetterQueueArguments', 'deadLetterQueue'), () =>
+      channel.assertQueue(config.deadLetterQueue, {
         durable: true,
         arguments: config.deadLetterQueueArguments,
-      });
-    } catch (error) {
-      this.#logger.error(
-        { err: toError(error), queue: config.queue, deadLetterQueue: config.deadLetterQueue },
-        deadLetterDeclareProblem(error),
-      );
-      throw error;
-    }
+      }),
+    );
     source.reopenAttempt = 0;
+    if (source.fault !== undefined) {
+      this.#logger.info({ queue: config.queue }, 'the source opens again');
+      source.fault = undefined;
+      this.#events.onFault?.(config.queue, undefined);
+    }
     await this.#converge(source);
     this.#events.onStateChange?.();
   }
@@ -331,5 +372,17 @@ export class AmqpConsumer {
       source.consumerTag = undefined;
     }
     this.#events.onStateChange?.();
+  }
+}
+
+async function declaring(
+  queue: string,
+  keys: { readonly arguments: string; readonly queue: string },
+  declare: () => Promise<unknown>,
+): Promise<void> {
+  try {
+    await declare();
+  } catch (error) {
+    throw new DeclareError(declareFault(error, queue, keys), error);
   }
 }

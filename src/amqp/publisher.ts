@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { toError } from '../errors.ts';
 import type { PublishResult } from '../pipeline/delivery.ts';
 import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './connection.ts';
+import type { BrokerFault } from './faults.ts';
 import type { BrokerNode, NodeMove } from './nodes.ts';
 
 /**
@@ -24,6 +25,7 @@ export const PUBLISH_ID_HEADER = 'x-pgq-bridge-publish-id';
 export interface PublisherEvents {
   readonly onBlocked?: (blocked: boolean, reason: string | undefined) => void;
   readonly onFailover?: (move: NodeMove) => void;
+  readonly onFault?: (fault: BrokerFault | undefined) => void;
 }
 
 interface Pending {
@@ -58,6 +60,7 @@ export class ConfirmPublisher {
           this.#setBlocked(false, undefined);
         },
         onFailover: (move) => events.onFailover?.(move),
+        onFault: (fault) => events.onFault?.(fault),
       },
       logger,
       connect,
@@ -133,8 +136,9 @@ export class ConfirmPublisher {
     });
   }
 
-  close(): Promise<void> {
-    return this.#keeper.close();
+  /** Closes within `timeoutMs`; past it the socket is destroyed. */
+  close(timeoutMs?: number): Promise<void> {
+    return this.#keeper.close(timeoutMs);
   }
 
   async #setup(connection: ChannelModel): Promise<void> {

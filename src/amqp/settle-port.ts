@@ -1,7 +1,6 @@
 import type { Options } from 'amqplib';
 import type { Logger } from 'pino';
 import type { SourceConfig } from '../config/config.ts';
-import { toError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import {
   type DeadLetterReason,
@@ -13,6 +12,7 @@ import {
   type SettlePort,
 } from '../pipeline/delivery.ts';
 import { buildDeadLetter } from './dead-letter.ts';
+import { declareFault } from './faults.ts';
 import type { ConfirmPublisher } from './publisher.ts';
 
 /**
@@ -93,18 +93,19 @@ export class AmqpSettlePort implements SettlePort {
         await channel.close().catch(() => undefined);
       }
     } catch (error) {
+      const fault = declareFault(error, source.deadLetterQueue, {
+        arguments: 'sources[].deadLetterQueueArguments',
+        queue: 'sources[].deadLetterQueue',
+      });
       this.#logger.error(
-        { err: toError(error), queue: source.queue, deadLetterQueue: source.deadLetterQueue },
-        deadLetterDeclareProblem(error),
+        {
+          queue: source.queue,
+          deadLetterQueue: source.deadLetterQueue,
+          key: fault.key,
+          reason: fault.message,
+        },
+        'cannot declare the dead-letter queue again',
       );
     }
   }
-}
-
-/** The line an operator needs when the dead-letter queue cannot be declared. */
-export function deadLetterDeclareProblem(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === 406
-    ? 'the dead-letter queue exists with other arguments (PRECONDITION_FAILED); set sources[].deadLetterQueueArguments to match it'
-    : 'cannot declare the dead-letter queue';
 }

@@ -75,5 +75,11 @@ async function run(path: string | undefined): Promise<number> {
     if (error instanceof ConfigError) await app.stop();
     throw error;
   }
-  return stopped;
+  // The broker refusing the config before the first ready is not weather: one line, exit 78.
+  const refused = app.startupFault.then(async (line) => {
+    process.stderr.write(`pgq-bridge: ${line}\n`);
+    await app.stop();
+    return EXIT.config;
+  });
+  return Promise.race([stopped, refused]);
 }

@@ -181,7 +181,7 @@ export const configSchema = z
         ),
         reconnectMaxDelayMs: delayMs('Upper bound of the reconnect delay.', 30_000),
         connectTimeoutMs: delayMs(
-          'Longest wait for a node to accept a connection and open it; then the next node is tried (a node behind a dropped route never refuses).',
+          'Deadline of one connection attempt (TCP, TLS, AMQP handshake, setup) and of closing; then it is abandoned and the next node is tried (a node behind a dropped route never refuses).',
           10_000,
         ),
         confirmTimeoutMs: z
@@ -232,6 +232,10 @@ export const configSchema = z
           .optional()
           .describe('Sent as Content-Profile to select the exposed schema that holds the function.'),
         timeoutMs: z.number().int().min(1).default(10_000).describe('Per-request timeout.'),
+        probeIntervalMs: delayMs(
+          'How often the endpoint is checked (OpenAPI root: reachable, token accepted, functions listed) for readiness.',
+          30_000,
+        ),
         dedupeConstraint: z
           .string()
           .min(1)

@@ -8,8 +8,8 @@ import { type BackoffPolicy, backoffDelay } from './backoff.ts';
  *           it after `failureThreshold` of them in a row with no success in between.
  *   OPEN    intake is paused. After a backoff one waiting call is let through as the probe; if
  *           nothing is waiting (every held delivery was returned to the queue), `idleProbe`
- *           checks the endpoint without a message, or else intake is re-enabled so that the
- *           next delivery becomes the probe. A failed probe pauses intake again and doubles
+ *           checks the endpoint without a message, or else (or when it cannot tell) intake is
+ *           re-enabled so that the next delivery becomes the probe. A failed probe pauses intake again and doubles
  *           the backoff; a success closes the circuit.
  *   RAMP    closed, but the calls that waited are released gradually: one, then twice as many
  *           after each success (and at least every initial delay), so a thousand held
@@ -24,8 +24,11 @@ export interface CircuitOptions {
   readonly onIntake: (allowed: boolean) => void;
   readonly onOpen: (reason: FailureKind) => void;
   readonly onClose: () => void;
-  /** Checks the endpoint without a message; true when it can take calls. */
-  readonly idleProbe?: (() => Promise<boolean>) | undefined;
+  /**
+   * Checks the endpoint without a message: true when it can take calls, false when it cannot,
+   * undefined when it cannot tell (then the next delivery is the probe, as without one).
+   */
+  readonly idleProbe?: (() => Promise<boolean | undefined>) | undefined;
   readonly random?: () => number;
 }
 
@@ -207,10 +210,15 @@ export class Circuit {
     }
   }
 
-  #afterIdleProbe(ok: boolean, generation: number): void {
+  #afterIdleProbe(ok: boolean | undefined, generation: number): void {
     if (this.#closed || !this.#open || generation !== this.#generation) return;
-    if (ok) this.success();
-    else this.failure('endpoint_fault', generation);
+    if (ok === true) this.success();
+    else if (ok === false) this.failure('endpoint_fault', generation);
+    else {
+      this.#probeInFlight = false;
+      this.#probeDue = true;
+      this.#options.onIntake(true);
+    }
   }
 
   #startProbe(): void {

@@ -537,3 +537,11 @@ export function deleteQueues(...names: readonly string[]): Promise<void> {
   if (names.length === 0) return Promise.resolve();
   return withBroker(amqpUrl(), (broker) => broker.deleteQueues(...names));
 }
+
+/** Declares a durable queue with `args` on its own connection (a queue a test pre-declares). */
+export function declareQueue(url: string, name: string, args: Record<string, unknown>): Promise<void> {
+  return withBroker(url, async (broker) => {
+    const channel = await broker.channel();
+    await channel.assertQueue(name, { durable: true, arguments: args });
+  });
+}

@@ -90,6 +90,7 @@ describe('parseConfig: valid input', () => {
         url: 'http://postgrest:3000',
         function: 'fn_pgqueuer_enqueue',
         timeoutMs: 10_000,
+        probeIntervalMs: 30_000,
         dedupeConstraint: 'pgqueuer_unique_dedupe_key',
       },
       concurrency: 10,

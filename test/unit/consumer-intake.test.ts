@@ -81,7 +81,7 @@ describe('Consumer intake changes', () => {
     await paused;
     assert.equal(channel.consumers.size, 0, 'no consumer runs while paused');
     assert.equal(consumer.paused, true);
-    await consumer.close();
+    await consumer.close(1_000);
   });
 
   it('never registers a second consumer when resumes overlap a pending consume', async () => {
@@ -101,7 +101,7 @@ describe('Consumer intake changes', () => {
     assert.equal(channel.consumers.size, 1);
     assert.equal(channel.mostConsumers, 1, 'never two at once');
     assert.equal(consumer.consuming, true);
-    await consumer.close();
+    await consumer.close(1_000);
   });
 
   it('resumes only when every reason to pause is gone', async () => {
@@ -121,6 +121,6 @@ describe('Consumer intake changes', () => {
     channel.answerConsume();
     await last;
     assert.equal(channel.consumers.size, 1);
-    await consumer.close();
+    await consumer.close(1_000);
   });
 });

@@ -1,5 +1,6 @@
 import type { EnqueueArgs } from '../../../src/message/decode.ts';
 import type { BatchItemResult, RpcResult } from '../../../src/postgrest/client.ts';
+import type { ProbeReport } from '../../../src/postgrest/probe.ts';
 import type { AnswerKind, Ledger } from './ledger.ts';
 
 /**
@@ -125,6 +126,14 @@ export class Endpoint {
       return result;
     });
   };
+
+  /** The readiness probe: the endpoint answers it only once the faults are over. */
+  probe = async (): Promise<ProbeReport> => ({
+    verdict: this.healthy
+      ? { ok: true, verified: true, reason: 'the functions are callable' }
+      : { ok: false, kind: 'unreachable', reason: 'the endpoint is failing' },
+    localDate: Date.now(),
+  });
 
   #next(): CallFault {
     const fault = this.healthy ? undefined : this.#faults[this.#calls];

@@ -125,6 +125,7 @@ export async function runScenario(s: Scenario): Promise<RunResult> {
     const app = new App(config, logger, {
       connect: broker.connect,
       rpc: { enqueue: endpoint.enqueue, ...(s.batch ? { postBatch: endpoint.postBatch } : {}) },
+      probe: endpoint.probe,
       processMetrics: false,
     });
     for (const message of s.messages) {

@@ -6,7 +6,8 @@ import { contentKind, fromRecord, type JsonArguments, parseBody } from './body.t
 import { type CallPlan, CallStatements, quoteIdent, runCall } from './call.ts';
 import type { Database } from './db.ts';
 import { ApiError, errors, type Flavor } from './errors.ts';
-import type { Authenticator } from './jwt.ts';
+import type { Authenticator, Identity } from './jwt.ts';
+import { executableRoutines, type OpenApiMode, openApiDisabled, openApiReply } from './openapi.ts';
 import { chooseSchema, contentTypeOf, negotiate, preferences, rpcMethod, rpcName } from './request.ts';
 import type { Routine } from './schema-cache.ts';
 import type { ConnectionWorker } from './worker.ts';
@@ -25,6 +26,9 @@ export interface RpcSettings {
   readonly schemas: readonly string[];
   readonly extraSearchPath: readonly string[];
   readonly txEnd: TxEnd;
+  readonly openApiMode: OpenApiMode;
+  /** Where the server listens, for the OpenAPI `host`. */
+  readonly address: () => { readonly host: string; readonly port: number };
 }
 
 const RESERVED_QUERY_KEYS = new Set(['select', 'columns', 'order', 'limit', 'offset', 'on_conflict']);
@@ -49,6 +53,9 @@ export class RpcHandler {
     const identity = await this.#auth.authenticate(req.headers.authorization);
     const cache = this.#worker.cache;
     if (cache === undefined) throw errors.noSchemaCache();
+    if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
+      return this.#root(req, identity, cache.all);
+    }
     const name = rpcName(path, flavor);
     const method = rpcMethod(req.method);
     const { schema, echo } = chooseSchema(method, req.headers, schemas, flavor);
@@ -104,6 +111,26 @@ export class RpcHandler {
     if (echo) headers['Content-Profile'] = schema;
     if (overridable && prefer.tx !== undefined) headers['Preference-Applied'] = `tx=${prefer.tx}`;
     return { status: 200, headers, body: method === 'HEAD' ? '' : result.body };
+  }
+
+  async #root(req: IncomingMessage, identity: Identity, cached: readonly Routine[]): Promise<Reply> {
+    const { flavor, schemas, openApiMode } = this.#settings;
+    if (openApiMode === 'disabled') throw openApiDisabled(flavor);
+    const { schema } = chooseSchema('GET', req.headers, schemas, flavor);
+    let routines = cached.filter((routine) => routine.schema === schema);
+    if (openApiMode === 'follow-privileges') {
+      const client = await this.#db.acquire();
+      let failure: unknown;
+      try {
+        routines = await executableRoutines(client, identity.role, schema);
+      } catch (error: unknown) {
+        failure = error;
+        throw error instanceof ApiError ? error : this.#db.failure(error, identity.authenticated);
+      } finally {
+        this.#db.release(client, failure);
+      }
+    }
+    return openApiReply(routines, { ...this.#settings.address(), flavor }, req.method === 'HEAD');
   }
 }
 

@@ -71,21 +71,35 @@ export async function loadSchemaCache(
   try {
     // With an empty search_path format_type qualifies every type outside pg_catalog.
     await client.query("SELECT pg_catalog.set_config('search_path', '', true)");
-    const { rows } = await client.query<RoutineRow>(ROUTINES_SQL, [schemas]);
+    const routines = await readRoutines(client, schemas, false);
     await client.query('COMMIT');
-    return new SchemaCache(
-      rows.map((row) => ({
-        schema: row.schema,
-        name: row.name,
-        params: row.params,
-        volatile: row.volatile,
-        returnsSet: row.returns_set,
-      })),
-    );
+    return new SchemaCache(routines);
   } catch (error: unknown) {
     await client.query('ROLLBACK').catch(() => {});
     throw error;
   }
+}
+
+/**
+ * The routines of `schemas`, inside a transaction that has set an empty search_path;
+ * `executableOnly` keeps those the current role may execute (the OpenAPI root's view).
+ */
+export async function readRoutines(
+  client: pg.ClientBase,
+  schemas: readonly string[],
+  executableOnly: boolean,
+): Promise<Routine[]> {
+  const sql = executableOnly
+    ? `${ROUTINES_SQL}\n  AND pg_catalog.has_function_privilege(p.oid, 'execute')`
+    : ROUTINES_SQL;
+  const { rows } = await client.query<RoutineRow>(sql, [schemas]);
+  return rows.map((row) => ({
+    schema: row.schema,
+    name: row.name,
+    params: row.params,
+    volatile: row.volatile,
+    returnsSet: row.returns_set,
+  }));
 }
 
 export interface RoutineRequest {
@@ -119,10 +133,13 @@ const RAW_KIND_NAMES: Readonly<Partial<Record<ContentKind, string>>> = {
 };
 
 export class SchemaCache {
+  /** Every routine, in load order. */
+  readonly all: readonly Routine[];
   readonly #routines = new Map<string, Routine[]>();
   readonly #names = new Map<string, string[]>();
 
   constructor(routines: readonly Routine[]) {
+    this.all = routines;
     for (const routine of routines) {
       const key = `${routine.schema}.${routine.name}`;
       const overloads = this.#routines.get(key);

@@ -17,6 +17,7 @@
 //   injectFault(fault)     answer matching requests with a fault (see faults.ts), for the next
 //                          `times` requests or until the returned function / clearFaults().
 //   setDelay(ms)           latency added to every call before it takes a connection.
+//   GET /                  the OpenAPI root, listing the functions (see openapi.ts).
 //   reloadSchemaCache()    like `NOTIFY pgrst, 'reload schema'`, resolved once loaded.
 //   stats()                requests, answers by status, pool and worker counters.
 //   close()                stops everything; idempotent.
@@ -28,10 +29,12 @@ import { Database } from './db.ts';
 import { ApiError, errors, type Flavor } from './errors.ts';
 import { type Fault, FaultRegistry, type FaultRequest, faultAnswer } from './faults.ts';
 import { Authenticator } from './jwt.ts';
+import type { OpenApiMode } from './openapi.ts';
 import { type Reply, RpcHandler, type TxEnd } from './rpc.ts';
 import { ConnectionWorker } from './worker.ts';
 
 export type { Fault, FaultKind } from './faults.ts';
+export type { OpenApiMode } from './openapi.ts';
 export type { TxEnd } from './rpc.ts';
 
 export interface PostgrestServerOptions {
@@ -65,6 +68,8 @@ export interface PostgrestServerOptions {
   readonly delayMs?: number;
   /** Default '10.1.2'. */
   readonly flavor?: Flavor;
+  /** openapi-mode: what `GET /` lists. Default 'follow-privileges'. */
+  readonly openApiMode?: OpenApiMode;
   /** application_name of the pooled connections; the listener adds " listener". Default 'postgrest'. */
   readonly applicationName?: string;
 }
@@ -136,6 +141,8 @@ export class PostgrestServer {
         schemas,
         extraSearchPath: options.extraSearchPath ?? ['public'],
         txEnd: options.txEnd ?? 'commit',
+        openApiMode: options.openApiMode ?? 'follow-privileges',
+        address: () => ({ host: this.#host, port: this.#port }),
       },
       auth,
       this.#db,
