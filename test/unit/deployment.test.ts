@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { type Container, Deployment, type IDeployment } from 'kubernetes-models/apps/v1';
+import { Deployment, type IDeployment } from 'kubernetes-models/apps/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
-import { ConfigMap, type IConfigMap } from 'kubernetes-models/v1';
+import { ConfigMap, type IConfigMap, type IContainer } from 'kubernetes-models/v1';
 import { parse, parseAllDocuments } from 'yaml';
 import { type Config, parseConfig } from '../../src/config/config.ts';
 
@@ -132,7 +132,7 @@ for (const file of readdirSync(new URL('deploy/kubernetes/', root)).filter((f) =
     const deployment = docs.find((d) => d.kind === 'Deployment') as IDeployment;
     const pod = deployment.spec?.template.spec;
     assert.ok(pod);
-    const bridge = pod.containers.find((c) => c.name === 'pgq-bridge') as Container;
+    const bridge = pod.containers.find((c) => c.name === 'pgq-bridge') as IContainer;
     assert.ok(bridge, 'a pgq-bridge container');
     const mountOf = (volume: string) => bridge.volumeMounts?.find((m) => m.name === volume);
     const volumeAt = (path: string) => {
