@@ -6,6 +6,7 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ConfigMap, type IConfigMap, type IContainer } from 'kubernetes-models/v1';
 import { parse, parseAllDocuments } from 'yaml';
 import { type Config, parseConfig } from '../../src/config/config.ts';
+import { type KubernetesObject, unknownFields } from '../support/kubernetes-fields.ts';
 
 /** The port the bridge listens on when the config does not say. */
 function defaultPort(): number {
@@ -124,7 +125,19 @@ function bytes(quantity: string | number | undefined): number {
   return Number(match[1]) * 1024 ** ['', 'Ki', 'Mi', 'Gi'].indexOf(match[2] ?? '');
 }
 
-for (const file of readdirSync(new URL('deploy/kubernetes/', root)).filter((f) => f.endsWith('.yaml'))) {
+const KUBERNETES_FILES = readdirSync(new URL('deploy/kubernetes/', root)).filter((f) => f.endsWith('.yaml'));
+
+describe('deploy/kubernetes', () => {
+  it('uses only fields that the Kubernetes API knows, as a strict field validation would', () => {
+    const objects = KUBERNETES_FILES.flatMap((file) =>
+      parseAllDocuments(read(`deploy/kubernetes/${file}`)).map((doc) => doc.toJS() as KubernetesObject),
+    );
+    assert.ok(objects.length > 0);
+    assert.deepEqual(unknownFields(objects), []);
+  });
+});
+
+for (const file of KUBERNETES_FILES) {
   describe(`deploy/kubernetes/${file}`, () => {
     const docs = parseAllDocuments(read(`deploy/kubernetes/${file}`)).map(
       (doc) => doc.toJS() as { apiVersion: string; kind: string },
