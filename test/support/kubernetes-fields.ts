@@ -22,9 +22,11 @@ function modelModule(object: KubernetesObject): string {
   return `kubernetes-models/${object.apiVersion}/${object.kind}`;
 }
 
-/** One line per field that the object's kind does not have, naming the object and the field. */
-export function unknownFields(objects: readonly KubernetesObject[]): string[] {
-  const lines = objects.flatMap((object, index) => [
+/** One line per field that an object's kind does not have, naming where the object is and the field. */
+export function unknownFields(
+  named: ReadonlyArray<{ readonly where: string; readonly object: KubernetesObject }>,
+): string[] {
+  const lines = named.flatMap(({ object }, index) => [
     `import type { I${object.kind} as T${index} } from '${modelModule(object)}';`,
     `export const object${index}: T${index} = ${JSON.stringify(object)};`,
   ]);
@@ -53,8 +55,7 @@ export function unknownFields(objects: readonly KubernetesObject[]): string[] {
       diagnostic.file && diagnostic.start !== undefined
         ? diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start).line
         : 0;
-    const object = objects[Math.floor(line / 2)];
-    const message = ts.flattenDiagnosticMessageText(diagnostic.messageText, ' ');
-    return `${object?.kind ?? 'object'} #${Math.floor(line / 2)}: ${message}`;
+    const where = named[Math.floor(line / 2)]?.where ?? source;
+    return `${where}: ${ts.flattenDiagnosticMessageText(diagnostic.messageText, ' ')}`;
   });
 }

@@ -130,7 +130,10 @@ const KUBERNETES_FILES = readdirSync(new URL('deploy/kubernetes/', root)).filter
 describe('deploy/kubernetes', () => {
   it('uses only fields that the Kubernetes API knows, as a strict field validation would', () => {
     const objects = KUBERNETES_FILES.flatMap((file) =>
-      parseAllDocuments(read(`deploy/kubernetes/${file}`)).map((doc) => doc.toJS() as KubernetesObject),
+      parseAllDocuments(read(`deploy/kubernetes/${file}`)).map((doc) => {
+        const object = doc.toJS() as KubernetesObject;
+        return { where: `${file} ${object.kind}`, object };
+      }),
     );
     assert.ok(objects.length > 0);
     assert.deepEqual(unknownFields(objects), []);
