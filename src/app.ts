@@ -1,12 +1,15 @@
-import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { ackHoldFor } from './amqp/acks.ts';
 import type { ConnectFn, ConnectionSettings } from './amqp/connection.ts';
 import { AmqpConsumer, type PauseReason } from './amqp/consumer.ts';
+import { type NodeMove, startIndex } from './amqp/nodes.ts';
 import { ConfirmPublisher } from './amqp/publisher.ts';
 import { AmqpSettlePort } from './amqp/settle-port.ts';
+import { amqpSocketOptions } from './amqp/tls.ts';
 import type { Config } from './config/config.ts';
-import { ConfigError, toError } from './errors.ts';
+import { readConfiguredFile } from './config/files.ts';
+import { toError } from './errors.ts';
 import { type HttpEndpoint, startHttp } from './http.ts';
 import type { EnqueueArgs } from './message/decode.ts';
 import { createPolicy } from './message/policy.ts';
@@ -14,7 +17,7 @@ import { Metrics } from './metrics.ts';
 import { Pipeline } from './pipeline/pipeline.ts';
 import { createTokenSource, type TokenSource, withTokenRefresh } from './postgrest/auth.ts';
 import { Batcher } from './postgrest/batcher.ts';
-import { RpcClient } from './postgrest/client.ts';
+import { RpcClient, rpcSocketBudget } from './postgrest/client.ts';
 import { type Enqueuer, singleEnqueuer } from './postgrest/enqueuer.ts';
 import { Circuit } from './resilience/circuit.ts';
 import { RateLimiter } from './resilience/rate-limit.ts';
@@ -32,44 +35,29 @@ import { RateLimiter } from './resilience/rate-limit.ts';
 export interface AppOverrides {
   /** Replaces amqplib's connect (fault injection in tests). */
   readonly connect?: ConnectFn;
-  /** Replaces the PostgREST client (single mode). */
-  readonly rpc?: { enqueue: RpcClient['enqueue']; close?: () => void };
+  /**
+   * Replaces the PostgREST client. Batch mode needs `postBatch`; without it every call is single.
+   * (The model test drives the batcher against a simulated endpoint through it.)
+   */
+  readonly rpc?: RpcCalls;
   /** Skip default process metrics (several apps in one test process). */
   readonly processMetrics?: boolean;
 }
 
+type RpcCalls = {
+  enqueue: RpcClient['enqueue'];
+  postBatch?: RpcClient['postBatch'];
+  close?: () => void;
+};
+
 /** Consecutive transient failures (no success between) that pause intake. */
 const PAUSE_AFTER_FAILURES = 5;
-
-/** Reads a PEM file named in the config; a failure names the key. */
-function readPem(path: string | undefined, key: string): Buffer | undefined {
-  if (path === undefined) return undefined;
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new ConfigError([`${key}: cannot read ${path}: ${toError(error).message}`]);
-  }
-}
-
-function amqpSocketOptions(tls: Config['amqp']['tls']): Record<string, unknown> {
-  if (tls === undefined) return {};
-  const options: Record<string, unknown> = {};
-  const ca = readPem(tls.caFile, 'amqp.tls.caFile');
-  const cert = readPem(tls.certFile, 'amqp.tls.certFile');
-  const key = readPem(tls.keyFile, 'amqp.tls.keyFile');
-  if (ca !== undefined) options.ca = [ca];
-  if (cert !== undefined) options.cert = cert;
-  if (key !== undefined) options.key = key;
-  if (tls.passphrase !== undefined) options.passphrase = tls.passphrase;
-  if (tls.servername !== undefined) options.servername = tls.servername;
-  return options;
-}
 
 export class App {
   readonly config: Config;
   readonly metrics: Metrics;
   readonly #logger: Logger;
-  readonly #rpc: { enqueue: RpcClient['enqueue']; close?: () => void };
+  readonly #rpc: RpcCalls;
   readonly #publisher: ConfirmPublisher;
   readonly #consumer: AmqpConsumer;
   readonly #circuit: Circuit;
@@ -83,9 +71,6 @@ export class App {
     this.config = config;
     this.#logger = logger;
     this.metrics = new Metrics({ processMetrics: overrides.processMetrics ?? true });
-    const totalConcurrency = config.sources.reduce((sum, s) => sum + s.concurrency, 0);
-    // A batch is split in halves when PostgreSQL refuses one element; the halves run at once.
-    const sockets = config.batch.enabled ? totalConcurrency * 2 : totalConcurrency;
     this.#rpc =
       overrides.rpc ??
       new RpcClient({
@@ -94,15 +79,22 @@ export class App {
         schema: config.postgrest.schema,
         timeoutMs: config.postgrest.timeoutMs,
         bearerToken: () => this.#tokens?.token(),
-        maxSockets: sockets,
-        ca: readPem(config.postgrest.caFile, 'postgrest.caFile'),
+        maxSockets: rpcSocketBudget(config),
+        ca: readConfiguredFile(config.postgrest.caFile, 'postgrest.caFile'),
         batchFunction: config.batch.enabled ? config.batch.function : undefined,
         batchTimeoutMs: config.batch.timeoutMs,
       });
     const settings: ConnectionSettings = {
       ...config.amqp,
+      urls: config.amqp.nodes,
+      // Replicas on different hosts (or several on one) start on different nodes of a cluster.
+      startAt: startIndex(`${hostname()}/${process.pid}`, config.amqp.nodes.length),
       socketOptions: amqpSocketOptions(config.amqp.tls),
     };
+    const failover =
+      (connection: string) =>
+      (move: NodeMove): void =>
+        this.metrics.failovers.inc({ connection, from: move.from.address, to: move.to.address });
     this.#publisher = new ConfirmPublisher(
       { ...settings, confirmTimeoutMs: config.amqp.confirmTimeoutMs },
       logger,
@@ -112,6 +104,7 @@ export class App {
           this.metrics.blocked.set({ connection: 'publisher' }, blocked ? 1 : 0);
           this.#updateReady();
         },
+        onFailover: failover('publisher'),
       },
     );
     this.#consumer = new AmqpConsumer(
@@ -123,6 +116,7 @@ export class App {
           this.metrics.reconnects.inc({ connection: 'consumer' });
           this.#logger.info('reconnected to the broker');
         },
+        onFailover: failover('consumer'),
         onConsumerCancelled: (queue) => this.metrics.consumerCancels.inc({ queue }),
         onStateChange: () => this.#updateReady(),
       },
@@ -165,8 +159,9 @@ export class App {
     );
     const enqueuers = new Map<string, Enqueuer>(
       config.sources.map((source) => {
-        if (!config.batch.enabled || !(rpc instanceof RpcClient)) return [source.queue, single];
-        const post = withTokenRefresh((bodies: readonly string[]) => rpc.postBatch(bodies), tokens);
+        const postBatch = rpc.postBatch;
+        if (!config.batch.enabled || postBatch === undefined) return [source.queue, single];
+        const post = withTokenRefresh((bodies: readonly string[]) => postBatch.call(rpc, bodies), tokens);
         const batcher = new Batcher(
           { postBatch: post },
           { ...config.batch, concurrency: source.concurrency },
@@ -225,6 +220,8 @@ export class App {
   status(): Record<string, unknown> {
     return {
       consuming: this.#consumer.consuming,
+      brokerNode: this.#consumer.node?.address ?? null,
+      deadLetterPublisherNode: this.#publisher.node?.address ?? null,
       endpointFailing: this.#circuit.isOpen,
       intakePaused: this.#consumer.paused,
       intakePausedFor: this.#consumer.pausedFor,

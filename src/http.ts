@@ -2,11 +2,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { toError } from './errors.ts';
+import { ConfigError, errorCode, toError } from './errors.ts';
 
 /**
  * /healthz: the process is alive (the event loop answers).
  * /readyz:  consuming from the broker and the RPC endpoint not failing; 503 otherwise.
+ * /status:  the same report as /readyz (which nodes the connections use, why not ready), always 200.
  * /metrics: Prometheus text, always served, ready or not (it is how an operator sees why not).
  */
 
@@ -37,6 +38,8 @@ export async function startHttp(
       json(res, 200, { status: 'ok' });
     } else if (path === '/readyz') {
       json(res, health.ready ? 200 : 503, { ready: health.ready, ...health.status() });
+    } else if (path === '/status') {
+      json(res, 200, { ready: health.ready, ...health.status() });
     } else if (path === '/metrics') {
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
@@ -46,15 +49,16 @@ export async function startHttp(
         },
       );
     } else {
-      json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics'] });
+      json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/status', '/metrics'] });
     }
   });
   // A socket error on one request must not take the process down.
   server.on('clientError', (_error, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const refused = (error: Error): void => reject(listenProblem(error, host, port));
+    server.once('error', refused);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', refused);
       resolve();
     });
   });
@@ -69,6 +73,25 @@ export async function startHttp(
         server.closeAllConnections();
       }),
   };
+}
+
+/** A port or address the bridge cannot listen on is the operator's setting to change, not weather. */
+function listenProblem(error: Error, host: string, port: number): Error {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  switch (errorCode(error)) {
+    case 'EADDRINUSE':
+      return new ConfigError([
+        `http.port: ${where} is already in use; choose a free port (http.port or PGQ_BRIDGE_HTTP_PORT)`,
+      ]);
+    case 'EACCES':
+      return new ConfigError([
+        `http.port: not permitted to listen on ${where}; choose a port above 1023 (http.port or PGQ_BRIDGE_HTTP_PORT)`,
+      ]);
+    case 'EADDRNOTAVAIL':
+      return new ConfigError([`http.host: ${host} is not an address of this host`]);
+    default:
+      return error;
+  }
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {

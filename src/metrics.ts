@@ -141,6 +141,12 @@ export class Metrics {
   readonly reconnects = new TypedCounter(this.registry, 'pgq_bridge_reconnects_total', 'Broker reconnects', [
     'connection',
   ]);
+  readonly failovers = new TypedCounter(
+    this.registry,
+    'pgq_bridge_broker_failovers_total',
+    'Moves of a broker connection from one cluster node to the next, after a failed connect or a lost connection',
+    ['connection', 'from', 'to'],
+  );
   readonly consumerCancels = new TypedCounter(
     this.registry,
     'pgq_bridge_consumer_cancels_total',

@@ -5,6 +5,7 @@ import { maskUrlPassword } from '../config/config.ts';
 import { toError } from '../errors.ts';
 import { backoffDelay } from '../resilience/backoff.ts';
 import { sleep } from '../resilience/sleep.ts';
+import { type BrokerNode, brokerNodes, type NodeMove, NodeRotation } from './nodes.ts';
 
 /**
  * One AMQP connection that comes back by itself. After every (re)connect it runs `setup`, which
@@ -12,15 +13,23 @@ import { sleep } from '../resilience/sleep.ts';
  * owner can mark everything that belonged to it dead, then reconnects with exponential backoff
  * and full jitter (many replicas restarting together must not reconnect in lockstep).
  *
+ * With several broker nodes, a failed connect or a lost connection moves on to the next node
+ * (see nodes.ts); the backoff grows only once every node has been tried, so a cluster with one
+ * node down is left within one short delay.
+ *
  * States: CONNECTING → CONNECTED → (lost) → CONNECTING … → CLOSED (after close()).
  */
 
 export interface ConnectionSettings {
-  readonly url: string;
+  /** Broker URLs (multi-host ones included); several name the nodes of one cluster. */
+  readonly urls: readonly string[];
+  /** Where in the node list this replica starts (see nodes.ts startIndex). */
+  readonly startAt: number;
   readonly heartbeatSeconds: number;
   readonly connectionName: string;
   readonly reconnectInitialDelayMs: number;
   readonly reconnectMaxDelayMs: number;
+  readonly connectTimeoutMs: number;
   readonly socketOptions?: Readonly<Record<string, unknown>>;
 }
 
@@ -30,6 +39,8 @@ export interface ConnectionHooks {
   readonly onLost: (error: Error | undefined) => void;
   /** Called after each successful reconnect (not the first connect). */
   readonly onReconnected?: () => void;
+  /** Called on every move to another node, before connecting to it. */
+  readonly onFailover?: (move: NodeMove) => void;
 }
 
 export type ConnectFn = (url: string, socketOptions: Record<string, unknown>) => Promise<ChannelModel>;
@@ -39,6 +50,7 @@ export class ConnectionKeeper {
   readonly #hooks: ConnectionHooks;
   readonly #logger: Logger;
   readonly #connect: ConnectFn;
+  readonly #nodes: NodeRotation;
   #connection: ChannelModel | undefined;
   #closed = false;
   #stopWaiting = new AbortController();
@@ -55,10 +67,16 @@ export class ConnectionKeeper {
     this.#hooks = hooks;
     this.#logger = logger.child({ connection: settings.connectionName });
     this.#connect = connect;
+    this.#nodes = new NodeRotation(brokerNodes(settings.urls), settings.startAt);
   }
 
   get connected(): boolean {
     return this.#connection !== undefined;
+  }
+
+  /** The node connected to right now. */
+  get node(): BrokerNode | undefined {
+    return this.#connection === undefined ? undefined : this.#nodes.current;
   }
 
   get current(): ChannelModel | undefined {
@@ -93,20 +111,28 @@ export class ConnectionKeeper {
   }
 
   async #run(): Promise<void> {
-    let attempt = 0;
+    let failures = 0;
     let everConnected = false;
     while (!this.#closed) {
       const connected = await this.#connectOnce();
       if (connected !== undefined) {
         if (everConnected) this.#hooks.onReconnected?.();
         everConnected = true;
-        attempt = 0;
+        failures = 0;
         const error = await connected.lost;
         if (this.#closed) break;
-        this.#logger.warn({ err: error }, 'broker connection lost; reconnecting');
+        this.#logger.warn(
+          { err: error, node: this.#nodes.current.address },
+          'broker connection lost; reconnecting',
+        );
+        this.#moveOn('connection_lost');
+      } else {
+        failures++;
+        this.#moveOn('connect_failed');
       }
       if (this.#closed) break;
-      const delay = backoffDelay(attempt++, {
+      // Counted in rounds of the node list: every node gets a try before the backoff grows.
+      const delay = backoffDelay(Math.floor(Math.max(failures - 1, 0) / this.#nodes.size), {
         initialDelayMs: this.#settings.reconnectInitialDelayMs,
         maxDelayMs: this.#settings.reconnectMaxDelayMs,
       });
@@ -120,16 +146,19 @@ export class ConnectionKeeper {
    */
   async #connectOnce(): Promise<{ readonly lost: Promise<Error | undefined> } | undefined> {
     let connection: ChannelModel | undefined;
+    const node = this.#nodes.current;
     try {
-      connection = await this.#connect(this.#urlWithHeartbeat(), {
+      connection = await this.#connect(this.#urlWithHeartbeat(node.url), {
         // Acks are tiny frames: with Nagle's algorithm each can wait ~40 ms for company.
         noDelay: true,
+        // amqplib's timeout covers the TCP connect and the AMQP handshake, then is cleared.
+        timeout: this.#settings.connectTimeoutMs,
         ...this.#settings.socketOptions,
         clientProperties: { connection_name: this.#settings.connectionName },
       });
     } catch (error) {
       this.#logger.warn(
-        { err: toError(error), url: maskUrlPassword(this.#settings.url) },
+        { err: toError(error), url: maskUrlPassword(node.url) },
         'cannot connect to the broker; will retry',
       );
       return undefined;
@@ -163,13 +192,24 @@ export class ConnectionKeeper {
       return undefined;
     }
     this.#connection = connection;
-    this.#logger.info({ url: maskUrlPassword(this.#settings.url) }, 'connected to the broker');
+    this.#logger.info({ url: maskUrlPassword(node.url), node: node.address }, 'connected to the broker');
     this.#wakeWaiters();
     return { lost };
   }
 
-  #urlWithHeartbeat(): string {
-    const url = new URL(this.#settings.url);
+  /** After a failure, the next node gets the next attempt. */
+  #moveOn(reason: 'connection_lost' | 'connect_failed'): void {
+    const move = this.#nodes.advance();
+    if (move === undefined) return;
+    this.#logger.warn(
+      { from: move.from.address, to: move.to.address, reason },
+      'moving to another broker node',
+    );
+    this.#hooks.onFailover?.(move);
+  }
+
+  #urlWithHeartbeat(nodeUrl: string): string {
+    const url = new URL(nodeUrl);
     if (!url.searchParams.has('heartbeat'))
       url.searchParams.set('heartbeat', String(this.#settings.heartbeatSeconds));
     return url.toString();

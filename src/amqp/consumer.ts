@@ -7,6 +7,7 @@ import { sleep } from '../resilience/sleep.ts';
 import type { AckHold } from './acks.ts';
 import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './connection.ts';
 import { AmqpDelivery, endLease, type Lease, openLease } from './delivery.ts';
+import type { BrokerNode, NodeMove } from './nodes.ts';
 import { deadLetterDeclareProblem } from './settle-port.ts';
 
 /**
@@ -48,6 +49,7 @@ export interface ConsumerOptions {
 export interface ConsumerEvents {
   readonly onDelivery: (delivery: AmqpDelivery) => void;
   readonly onReconnected?: () => void;
+  readonly onFailover?: (move: NodeMove) => void;
   readonly onConsumerCancelled?: (queue: string) => void;
   readonly onStateChange?: () => void;
 }
@@ -99,6 +101,7 @@ export class AmqpConsumer {
         setup: (connection) => this.#setup(connection),
         onLost: () => this.#onConnectionLost(),
         onReconnected: () => events.onReconnected?.(),
+        onFailover: (move) => events.onFailover?.(move),
       },
       logger,
       options.connect,
@@ -111,6 +114,11 @@ export class AmqpConsumer {
 
   waitUntilConnected(): Promise<void> {
     return this.#keeper.waitUntilConnected();
+  }
+
+  /** The broker node consumed from right now. */
+  get node(): BrokerNode | undefined {
+    return this.#keeper.node;
   }
 
   /** Every source has an open channel with an active consumer. */

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { toError } from '../errors.ts';
 import type { PublishResult } from '../pipeline/delivery.ts';
 import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './connection.ts';
+import type { BrokerNode, NodeMove } from './nodes.ts';
 
 /**
  * Publishes with publisher confirms on a connection of its own. RabbitMQ blocks a connection
@@ -22,6 +23,7 @@ export const PUBLISH_ID_HEADER = 'x-pgq-bridge-publish-id';
 
 export interface PublisherEvents {
   readonly onBlocked?: (blocked: boolean, reason: string | undefined) => void;
+  readonly onFailover?: (move: NodeMove) => void;
 }
 
 interface Pending {
@@ -55,6 +57,7 @@ export class ConfirmPublisher {
           this.#channel = undefined;
           this.#setBlocked(false, undefined);
         },
+        onFailover: (move) => events.onFailover?.(move),
       },
       logger,
       connect,
@@ -67,6 +70,11 @@ export class ConfirmPublisher {
 
   get ready(): boolean {
     return this.#channel !== undefined;
+  }
+
+  /** The broker node published to right now. */
+  get node(): BrokerNode | undefined {
+    return this.#keeper.node;
   }
 
   get blocked(): boolean {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { validateHeaderValue } from 'node:http';
 import { z } from 'zod';
 import { ConfigError, toError } from '../errors.ts';
+import { expandHosts } from './broker-urls.ts';
 
 /**
  * Configuration is read once at start: a JSON file, then a few environment variables for
@@ -36,10 +37,7 @@ export function isHeaderValue(value: string): boolean {
   }
 }
 
-const amqpUrl = z
-  .string()
-  .regex(/^amqps?:\/\/[^\s]+$/, 'must be an amqp:// or amqps:// URL')
-  .describe('Broker URL, credentials included. Secret. Env: PGQ_BRIDGE_AMQP_URL.');
+const amqpUrl = z.string().regex(/^amqps?:\/\/[^\s]+$/, 'must be an amqp:// or amqps:// URL');
 
 const httpUrl = z
   .string()
@@ -154,7 +152,18 @@ export const configSchema = z
   .strictObject({
     amqp: z
       .strictObject({
-        url: amqpUrl,
+        url: amqpUrl
+          .optional()
+          .describe(
+            'Broker URL, credentials included; a cluster as one URL with several hosts (amqp://u:p@rabbit-0,rabbit-1:5672,rabbit-2/vhost). Secret. Env: PGQ_BRIDGE_AMQP_URL.',
+          ),
+        urls: z
+          .array(amqpUrl)
+          .min(1)
+          .optional()
+          .describe(
+            'Instead of `url`: one URL per cluster node. Each replica starts at its own node and moves to the next when one fails or refuses. Secret. Env: PGQ_BRIDGE_AMQP_URLS (separated by spaces or commas).',
+          ),
         heartbeatSeconds: z
           .number()
           .int()
@@ -171,6 +180,10 @@ export const configSchema = z
           500,
         ),
         reconnectMaxDelayMs: delayMs('Upper bound of the reconnect delay.', 30_000),
+        connectTimeoutMs: delayMs(
+          'Longest wait for a node to accept a connection and open it; then the next node is tried (a node behind a dropped route never refuses).',
+          10_000,
+        ),
         confirmTimeoutMs: z
           .number()
           .int()
@@ -200,6 +213,15 @@ export const configSchema = z
           })
           .optional()
           .describe('TLS for amqps:// URLs.'),
+      })
+      .superRefine((amqp, ctx) => {
+        if ((amqp.url === undefined) === (amqp.urls === undefined)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['url'],
+            message: amqp.url === undefined ? 'url or urls is required' : 'choose one of url, urls',
+          });
+        }
       })
       .describe('RabbitMQ connection.'),
     postgrest: z
@@ -253,6 +275,14 @@ export const configSchema = z
           .min(1)
           .optional()
           .describe('PEM CA for an https:// PostgREST with a private certificate.'),
+        dbPool: z
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .describe(
+            "PostgREST's db-pool setting, when known; `check-config` warns if the sources' total concurrency exceeds it.",
+          ),
       })
       .superRefine((postgrest, ctx) => {
         const ways = (['bearerToken', 'bearerTokenFile', 'jwt'] as const).filter(
@@ -440,13 +470,22 @@ export interface SourceConfig extends ParsedSource {
   readonly deadLetterQueue: string;
 }
 
-export interface Config extends Omit<ParsedConfig, 'sources'> {
+type ParsedAmqp = ParsedConfig['amqp'];
+
+export interface AmqpConfig extends ParsedAmqp {
+  /** Every broker URL from `url` or `urls`, multi-host URLs expanded: one per node. */
+  readonly nodes: readonly string[];
+}
+
+export interface Config extends Omit<ParsedConfig, 'sources' | 'amqp'> {
+  readonly amqp: AmqpConfig;
   readonly sources: readonly SourceConfig[];
 }
 
 /** Environment variables that override one key each; the value is a JSON-compatible string. */
 export const ENV_OVERRIDES = {
   PGQ_BRIDGE_AMQP_URL: ['amqp', 'url'],
+  PGQ_BRIDGE_AMQP_URLS: ['amqp', 'urls'],
   PGQ_BRIDGE_AMQP_TLS_PASSPHRASE: ['amqp', 'tls', 'passphrase'],
   PGQ_BRIDGE_POSTGREST_URL: ['postgrest', 'url'],
   PGQ_BRIDGE_POSTGREST_TOKEN: ['postgrest', 'bearerToken'],
@@ -454,6 +493,18 @@ export const ENV_OVERRIDES = {
   PGQ_BRIDGE_LOG_LEVEL: ['log', 'level'],
   PGQ_BRIDGE_HTTP_PORT: ['http', 'port'],
 } as const satisfies Record<string, readonly string[]>;
+
+/** A broker URL from the environment replaces the file's, whichever of the two keys each uses. */
+const REPLACES: Readonly<Record<string, string>> = { url: 'urls', urls: 'url' };
+
+/** The value a variable sets: a port as a number, a URL list as an array. */
+function envValue(key: string, value: string): unknown {
+  // A port that is not plain digits stays a string, so the schema names the variable and refuses it.
+  if (key === 'port') return /^\d+$/.test(value) ? Number(value) : value;
+  // Split only where the next URL starts: a multi-host URL has commas of its own.
+  if (key === 'urls') return value.trim().split(/[\s,]+(?=amqps?:\/\/)/i);
+  return value;
+}
 
 export const CONFIG_PATH_ENV = 'PGQ_BRIDGE_CONFIG';
 
@@ -480,9 +531,12 @@ export function parseConfig(raw: unknown, env: Env = {}): Config {
       target = object;
     }
     const key = path[path.length - 1] as string;
-    // A port that is not plain digits stays a string, so the schema names the variable and refuses it.
-    target[key] = key === 'port' && /^\d+$/.test(value) ? Number(value) : value;
+    target[key] = envValue(key, value);
     envByPath.set(path.join('.'), name);
+    const replaced = REPLACES[key];
+    if (replaced !== undefined && !envByPath.has([...path.slice(0, -1), replaced].join('.'))) {
+      delete target[replaced];
+    }
   }
 
   const result = configSchema.safeParse(merged);
@@ -522,10 +576,11 @@ function resolve(parsed: ParsedConfig): Config {
       );
     }
   });
+  const nodes = (parsed.amqp.urls ?? [parsed.amqp.url ?? '']).flatMap(expandHosts);
   // TLS settings on a plain URL would be silently ignored: the connection would be unencrypted.
   const tls = parsed.amqp.tls;
-  if (tls !== undefined && !parsed.amqp.url.startsWith('amqps://')) {
-    problems.push('amqp.tls: only used with an amqps:// URL');
+  if (tls !== undefined && !nodes.every((url) => /^amqps:\/\//i.test(url))) {
+    problems.push('amqp.tls: only used with amqps:// URLs');
   }
   if (tls !== undefined && (tls.certFile === undefined) !== (tls.keyFile === undefined)) {
     problems.push('amqp.tls.certFile: certFile and keyFile go together');
@@ -540,7 +595,7 @@ function resolve(parsed: ParsedConfig): Config {
     problems.push('amqp.reconnectMaxDelayMs: must be at least amqp.reconnectInitialDelayMs');
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return { ...parsed, sources };
+  return { ...parsed, amqp: { ...parsed.amqp, nodes }, sources };
 }
 
 function freeze<T>(value: T): T {
@@ -551,33 +606,23 @@ function freeze<T>(value: T): T {
   return value;
 }
 
-/** Finds the config path from `--config PATH` / `--config=PATH` or PGQ_BRIDGE_CONFIG. */
-export function configPathFrom(argv: readonly string[], env: Env): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--config' || arg === '-c') return argv[i + 1];
-    if (arg?.startsWith('--config=')) return arg.slice('--config='.length);
-  }
-  return env[CONFIG_PATH_ENV];
-}
-
-/** Reads and validates the config named on the command line or in the environment. */
-export function loadConfig(argv: readonly string[], env: Env = process.env): Config {
-  const path = configPathFrom(argv, env);
-  if (path === undefined || path === '') {
-    throw new ConfigError([`(file): no config file; pass --config PATH or set ${CONFIG_PATH_ENV}`]);
+/** Reads and validates the config file at `path`, or the one PGQ_BRIDGE_CONFIG names. */
+export function loadConfig(path: string | undefined, env: Env = process.env): Config {
+  const file = path ?? env[CONFIG_PATH_ENV];
+  if (file === undefined || file === '') {
+    throw new ConfigError([`(file): no config file; pass --config FILE or set ${CONFIG_PATH_ENV}`]);
   }
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ConfigError([`(file): cannot read ${path}: ${toError(error).message}`]);
+    throw new ConfigError([`(file): cannot read ${file}: ${toError(error).message}`]);
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError([`(file): ${path} is not valid JSON: ${toError(error).message}`]);
+    throw new ConfigError([`(file): ${file} is not valid JSON: ${toError(error).message}`]);
   }
   return parseConfig(raw, env);
 }
@@ -589,7 +634,9 @@ export function maskSecrets(config: Config): unknown {
     ...config,
     amqp: {
       ...amqp,
-      url: maskUrlPassword(amqp.url),
+      ...(amqp.url === undefined ? {} : { url: maskUrlPassword(amqp.url) }),
+      ...(amqp.urls === undefined ? {} : { urls: amqp.urls.map(maskUrlPassword) }),
+      nodes: amqp.nodes.map(maskUrlPassword),
       ...(amqp.tls?.passphrase === undefined ? {} : { tls: { ...amqp.tls, passphrase: '***' } }),
     },
     postgrest: {

@@ -39,6 +39,16 @@ export class Hold {
     return controller.signal;
   }
 
+  /** Whether the hold is over, without arming its timer (asked before every send). */
+  get ended(): boolean {
+    return (
+      this.#controller?.signal.aborted === true ||
+      this.#drain.aborted ||
+      this.#delivery.lost.aborted ||
+      this.#elapsed() >= this.#maxHoldMs
+    );
+  }
+
   /** How long the delivery has been held. */
   get heldMs(): number {
     return this.#expired ? Math.max(this.#maxHoldMs, this.#elapsed()) : this.#elapsed();

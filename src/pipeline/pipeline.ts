@@ -165,7 +165,7 @@ export class Pipeline {
     const { circuit, metrics, retry, rateLimiter } = this.#deps;
     const enqueuer = this.#deps.enqueuer(delivery.source);
     const queue = delivery.source.queue;
-    const sendable = (): boolean => delivery.live && !this.draining && !hold.signal.aborted;
+    const sendable = (): boolean => delivery.live && !hold.ended;
     let failures = 0;
     let successesAtFirstFailure = 0;
     for (;;) {
@@ -177,7 +177,15 @@ export class Pipeline {
       }
       const generation = circuit.generation;
       const started = performance.now();
-      const attempt = await enqueuer.enqueue(args, sendable);
+      let attempt: Attempt | typeof NOT_SENT;
+      try {
+        attempt = await enqueuer.enqueue(args, sendable);
+      } catch (error) {
+        // The call was granted but never made: if it was the circuit's probe, the next waiter
+        // must get it, or the circuit stays open with intake off and nothing scheduled.
+        circuit.abandon();
+        throw error;
+      }
       if (attempt === NOT_SENT) {
         circuit.abandon();
         return this.#letGo(delivery, hold);
@@ -265,7 +273,7 @@ export class Pipeline {
 
   /** The hold ended (held too long, channel lost, draining): hand back only in the first case. */
   #letGo(delivery: Delivery, hold: Hold): void {
-    if (delivery.live && !this.draining && hold.signal.aborted) {
+    if (delivery.live && !this.draining && hold.ended) {
       this.#settler.handBack(delivery, 'held_too_long');
     }
   }

@@ -1,7 +1,7 @@
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { EnqueueArgs } from '../message/decode.ts';
 import { classify, type Outcome } from './classify.ts';
-import { encodeEnqueueBody, type RpcResult } from './client.ts';
+import { type BatchItemResult, encodeEnqueueBody, type RpcResult } from './client.ts';
 import { type Attempt, type Enqueuer, NOT_SENT } from './enqueuer.ts';
 
 /**
@@ -19,9 +19,6 @@ import { type Attempt, type Enqueuer, NOT_SENT } from './enqueuer.ts';
  *   retries that follow repeat fewer jobs each time; successes grow it back.
  * - Any other failure is every member's failure, and each retries.
  */
-
-export type BatchItemResult = { readonly id: string } | 'duplicate';
-
 export interface BatchTransport {
   /** Posts the members' bodies; on success one result per job, in order. */
   postBatch(bodies: readonly string[]): Promise<RpcResult | readonly BatchItemResult[]>;

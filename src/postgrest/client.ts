@@ -1,15 +1,18 @@
 import http from 'node:http';
 import https from 'node:https';
 import { urlToHttpOptions } from 'node:url';
+import type { Config } from '../config/config.ts';
 import { errorCode, toError } from '../errors.ts';
 import type { EnqueueArgs } from '../message/decode.ts';
-import type { BatchItemResult } from './batcher.ts';
 
 /**
  * PostgREST client for one function: POST {url}/rpc/{function} with the named arguments as a JSON
- * object. It never throws for a failed call; it describes what came back, and `outcome.ts`
+ * object. It never throws for a failed call; it describes what came back, and `classify.ts`
  * decides what that means.
  */
+
+/** One job of a bulk call: its id, or skipped because its dedupe key is already queued. */
+export type BatchItemResult = { readonly id: string } | 'duplicate';
 
 export type RpcResult =
   | { readonly kind: 'enqueued'; readonly jobId: string }
@@ -299,4 +302,13 @@ export function parseRetryAfter(value: string | undefined, now: number = Date.no
   if (!/^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(trimmed)) return 0;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? 0 : Math.max(0, date - now);
+}
+
+/**
+ * Sockets the client may keep open: one per call in flight across sources, twice that in batch
+ * mode, where a batch PostgreSQL refuses is split in halves that run at once.
+ */
+export function rpcSocketBudget(config: Config): number {
+  const total = config.sources.reduce((sum, s) => sum + s.concurrency, 0);
+  return config.batch.enabled ? total * 2 : total;
 }

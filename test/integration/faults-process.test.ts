@@ -77,7 +77,7 @@ for (const mode of MODES)
       t.diagnostic(`outcomes logged for redelivered messages: ${redelivered.length}`);
       assert.ok(redelivered.length > 0, 'messages held by a killed bridge were redelivered');
       assert.ok(
-        redelivered.every((r) => typeof r.deliveryCount === 'number' && r.deliveryCount >= 1),
+        redelivered.every((r) => typeof r.priorDeliveries === 'number' && r.priorDeliveries >= 1),
         'each carries x-delivery-count',
       );
       assert.equal((await last.stop('SIGTERM')).code, 0);

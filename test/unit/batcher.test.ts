@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Batcher, type BatchItemResult, type BatchTransport } from '../../src/postgrest/batcher.ts';
-import { interpretBatchResponse, type RpcResult } from '../../src/postgrest/client.ts';
+import { Batcher, type BatchTransport } from '../../src/postgrest/batcher.ts';
+import { type BatchItemResult, interpretBatchResponse, type RpcResult } from '../../src/postgrest/client.ts';
 import { type Attempt, NOT_SENT } from '../../src/postgrest/enqueuer.ts';
 
 const refused: RpcResult = {

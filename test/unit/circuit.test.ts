@@ -121,20 +121,89 @@ describe('Circuit while open', () => {
     circuit.close();
   });
 
-  it('closes on a probe success, reports it and releases every waiter', async (t) => {
+  it('closes on a probe success and releases the waiters gradually, doubling per success', async (t) => {
     const { circuit, events, tick } = setup(t);
     circuit.failure('endpoint_fault');
-    const [a, b, c] = [waiter(circuit), waiter(circuit), waiter(circuit)];
+    const [a, b, c, d, e] = [
+      waiter(circuit),
+      waiter(circuit),
+      waiter(circuit),
+      waiter(circuit),
+      waiter(circuit),
+    ];
     await tick(100);
     assert.equal(a.value, true);
     circuit.success();
     await settle();
     assert.equal(circuit.isOpen, false);
-    assert.deepEqual([b.value, c.value], [true, true]);
     assert.deepEqual(events, ['open:endpoint_fault', 'intake:false', 'close', 'intake:true']);
+    assert.deepEqual([b.value, c.value], [true, undefined], 'one call first');
+    assert.equal(circuit.ramping, true);
+    const late = waiter(circuit);
+    await settle();
+    assert.equal(late.value, undefined, 'a new caller queues behind the held ones while ramping');
+    circuit.success();
+    await settle();
+    assert.deepEqual([c.value, d.value, e.value], [true, true, undefined], 'then two');
+    circuit.success();
+    await settle();
+    assert.deepEqual([e.value, late.value], [true, true], 'then up to four');
+    assert.equal(circuit.ramping, false);
     assert.equal(await circuit.permit(new AbortController().signal), true);
     await tick(10_000);
     assert.equal(events.length, 4, 'no probe timer left behind');
+  });
+
+  /** Three calls held while open; the probe (the first) succeeds, so the circuit ramps. */
+  async function ramping(t: TestContext) {
+    const { circuit, tick } = setup(t);
+    circuit.failure('endpoint_fault');
+    const waiters = [waiter(circuit), waiter(circuit), waiter(circuit)];
+    await tick(100);
+    circuit.success();
+    await settle();
+    return { circuit, tick, waiters };
+  }
+
+  it('keeps releasing while ramping even when the released calls never report back', async (t) => {
+    const { tick, waiters } = await ramping(t);
+    assert.deepEqual(
+      waiters.map((w) => w.value),
+      [true, true, undefined],
+    );
+    await tick(99);
+    assert.equal(waiters[2]?.value, undefined);
+    await tick(1);
+    assert.equal(waiters[2]?.value, true, 'released after the initial delay');
+  });
+
+  it('passes an abandoned call on to the next waiter while ramping', async (t) => {
+    const { circuit, waiters } = await ramping(t);
+    assert.equal(waiters[2]?.value, undefined);
+    circuit.abandon();
+    await settle();
+    assert.equal(waiters[2]?.value, true);
+  });
+
+  it('probes by itself when nothing waits, and closes on an idle probe success', async (t) => {
+    const probes: string[] = [];
+    let answer = false;
+    const { circuit, events, tick } = setup(t, {
+      idleProbe: async () => {
+        probes.push('probe');
+        return answer;
+      },
+    });
+    circuit.failure('endpoint_fault');
+    await tick(100);
+    assert.deepEqual(probes, ['probe']);
+    assert.equal(circuit.isOpen, true, 'a failed idle probe keeps it open');
+    assert.ok(!events.slice(2).includes('intake:true'), 'and intake paused');
+    answer = true;
+    await tick(199);
+    assert.deepEqual(probes, ['probe', 'probe']);
+    assert.equal(circuit.isOpen, false);
+    assert.deepEqual(events.slice(-2), ['close', 'intake:true']);
   });
 
   it('after a failed probe pauses intake and waits longer before the next one', async (t) => {

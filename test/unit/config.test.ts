@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import type { Config } from '../../src/config/config.ts';
-import { configPathFrom, maskSecrets, maskUrlPassword, parseConfig } from '../../src/config/config.ts';
+import { maskSecrets, maskUrlPassword, parseConfig } from '../../src/config/config.ts';
 import { ConfigError } from '../../src/errors.ts';
 
 type Raw = Record<string, unknown>;
@@ -53,9 +53,10 @@ describe('parseConfig: valid input', () => {
       mode: 'envelope',
       declare: true,
       queueArguments: {},
+      deadLetterQueueArguments: {},
       dedupeKeyFromMessageId: true,
-      concurrency: 10,
-      prefetch: 30,
+      concurrency: 5,
+      prefetch: 15,
       deadLetterQueue: 'jobs.dead',
     });
     assert.deepEqual(config.sources[1], {
@@ -66,9 +67,10 @@ describe('parseConfig: valid input', () => {
       deadLetterQueue: 'thumbnails.failed',
       declare: true,
       queueArguments: {},
+      deadLetterQueueArguments: {},
       dedupeKeyFromMessageId: false,
-      concurrency: 10,
-      prefetch: 30,
+      concurrency: 5,
+      prefetch: 15,
     });
   });
 
@@ -76,10 +78,12 @@ describe('parseConfig: valid input', () => {
     const expected: Config = {
       amqp: {
         url: 'amqp://bridge:s3cret@rabbit:5672/vh',
+        nodes: ['amqp://bridge:s3cret@rabbit:5672/vh'],
         heartbeatSeconds: 20,
         connectionName: 'pgq-bridge',
         reconnectInitialDelayMs: 500,
         reconnectMaxDelayMs: 30_000,
+        connectTimeoutMs: 10_000,
         confirmTimeoutMs: 15_000,
       },
       postgrest: {
@@ -480,25 +484,6 @@ describe('maskSecrets', () => {
   }
 });
 
-describe('configPathFrom', () => {
-  const cases: ReadonlyArray<readonly [readonly string[], Env, string | undefined]> = [
-    [['--config', '/etc/b.json'], {}, '/etc/b.json'],
-    [['-c', 'b.json'], {}, 'b.json'],
-    [['--config=/etc/b.json'], {}, '/etc/b.json'],
-    [['--verbose', '--config', 'x.json', '--other'], {}, 'x.json'],
-    [[], { PGQ_BRIDGE_CONFIG: '/env.json' }, '/env.json'],
-    [['--config', 'arg.json'], { PGQ_BRIDGE_CONFIG: '/env.json' }, 'arg.json'],
-    [['--config=arg.json'], { PGQ_BRIDGE_CONFIG: '/env.json' }, 'arg.json'],
-    [[], {}, undefined],
-    [['--configure', 'x'], {}, undefined],
-  ];
-  for (const [argv, env, expected] of cases) {
-    it(`${JSON.stringify(argv)} with ${JSON.stringify(env)} → ${String(expected)}`, () => {
-      assert.equal(configPathFrom(argv, env), expected);
-    });
-  }
-});
-
 describe('parseConfig: TLS settings that would be ignored', () => {
   const base = { postgrest: { url: 'http://p' }, sources: [{ queue: 'q' }] };
   const problems = (raw: Record<string, unknown>): string[] => {
@@ -512,7 +497,7 @@ describe('parseConfig: TLS settings that would be ignored', () => {
 
   it('refuses amqp.tls with an amqp:// URL, a certificate without its key, and a CA for plain http', () => {
     assert.deepEqual(problems({ ...base, amqp: { url: 'amqp://h', tls: { caFile: '/ca.pem' } } }), [
-      'amqp.tls: only used with an amqps:// URL',
+      'amqp.tls: only used with amqps:// URLs',
     ]);
     assert.deepEqual(problems({ ...base, amqp: { url: 'amqps://h', tls: { certFile: '/c.pem' } } }), [
       'amqp.tls.certFile: certFile and keyFile go together',
@@ -525,5 +510,63 @@ describe('parseConfig: TLS settings that would be ignored', () => {
       problems({ ...base, amqp: { url: 'amqps://h', tls: { certFile: '/c', keyFile: '/k' } } }),
       [],
     );
+  });
+});
+
+describe('parseConfig: a RabbitMQ cluster', () => {
+  const withAmqp = (amqp: Record<string, unknown>): Record<string, unknown> => ({ ...minimal(), amqp });
+
+  it('lists one node per URL of amqp.urls', () => {
+    const config = parseConfig(withAmqp({ urls: ['amqp://u:p@r0:5672', 'amqp://u:p@r1:5672'] }));
+    assert.deepEqual(config.amqp.nodes, ['amqp://u:p@r0:5672', 'amqp://u:p@r1:5672']);
+  });
+
+  it('lists one node per host of a multi-host amqp.url', () => {
+    const config = parseConfig(withAmqp({ url: 'amqp://u:p@r0,r1:5673/vh' }));
+    assert.deepEqual(config.amqp.nodes, ['amqp://u:p@r0/vh', 'amqp://u:p@r1:5673/vh']);
+  });
+
+  it('refuses both url and urls, and neither', () => {
+    assert.throws(
+      () => parseConfig(withAmqp({ url: 'amqp://a', urls: ['amqp://b'] })),
+      /amqp\.url: choose one of url, urls/,
+    );
+    assert.throws(() => parseConfig(withAmqp({})), /amqp\.url: url or urls is required/);
+    assert.throws(() => parseConfig(withAmqp({ urls: [] })), /amqp\.urls/);
+  });
+
+  it('refuses TLS settings when any node URL is plain amqp://', () => {
+    assert.throws(
+      () => parseConfig(withAmqp({ urls: ['amqps://a', 'amqp://b'], tls: { caFile: '/ca.pem' } })),
+      /amqp\.tls: only used with amqps:\/\/ URLs/,
+    );
+  });
+
+  it('takes PGQ_BRIDGE_AMQP_URLS separated by spaces or commas, multi-host URLs kept whole', () => {
+    const config = parseConfig(minimal(), {
+      PGQ_BRIDGE_AMQP_URLS: 'amqp://u:p@r0:5672, amqp://u:p@r1,r2/vh amqp://u:p@r3',
+    });
+    assert.deepEqual(config.amqp.nodes, [
+      'amqp://u:p@r0:5672',
+      'amqp://u:p@r1/vh',
+      'amqp://u:p@r2/vh',
+      'amqp://u:p@r3',
+    ]);
+    assert.equal(config.amqp.url, undefined, 'the variable replaces the file URL');
+  });
+
+  it('lets PGQ_BRIDGE_AMQP_URL replace the file amqp.urls', () => {
+    const config = parseConfig(withAmqp({ urls: ['amqp://file-a', 'amqp://file-b'] }), {
+      PGQ_BRIDGE_AMQP_URL: 'amqp://env',
+    });
+    assert.deepEqual(config.amqp.nodes, ['amqp://env']);
+  });
+
+  it('masks the password of every node URL', () => {
+    const masked = maskSecrets(
+      parseConfig(withAmqp({ urls: ['amqp://u:s3cret@r0', 'amqp://u:s3cret@r1'] })),
+    ) as Config;
+    assert.ok(!JSON.stringify(masked).includes('s3cret'));
+    assert.deepEqual(masked.amqp.nodes, ['amqp://u:***@r0', 'amqp://u:***@r1']);
   });
 });

@@ -185,8 +185,8 @@ describe('buildDeadLetter', () => {
     assert.equal(original.expiration, '5000');
   });
 
-  it('keeps texts up to 2048 characters whole', () => {
-    const text = 'd'.repeat(2048);
+  it('keeps texts up to 1024 characters whole', () => {
+    const text = 'd'.repeat(1024);
     const reason: DeadLetterReason = { ...REFUSED, message: text, details: text, hint: text };
     const headers = buildDeadLetter(source(properties()), 'q', reason, AT).options.headers as Record<
       string,
@@ -201,16 +201,16 @@ describe('buildDeadLetter', () => {
     const reason: DeadLetterReason = {
       ...REFUSED,
       message: 'm'.repeat(100_000),
-      details: 'd'.repeat(2049),
+      details: 'd'.repeat(1025),
       hint: 'h'.repeat(5000),
     };
     const headers = buildDeadLetter(source(properties()), 'q', reason, AT).options.headers as Record<
       string,
       unknown
     >;
-    assert.equal(headers[`${HEADER_PREFIX}error-message`], `${'m'.repeat(2048)}…`);
-    assert.equal(headers[`${HEADER_PREFIX}postgrest-details`], `${'d'.repeat(2048)}…`);
-    assert.equal(headers[`${HEADER_PREFIX}postgrest-hint`], `${'h'.repeat(2048)}…`);
+    assert.equal(headers[`${HEADER_PREFIX}error-message`], `${'m'.repeat(1024)}…`);
+    assert.equal(headers[`${HEADER_PREFIX}postgrest-details`], `${'d'.repeat(1024)}…`);
+    assert.equal(headers[`${HEADER_PREFIX}postgrest-hint`], `${'h'.repeat(1024)}…`);
   });
 
   it('does not cut a character in half when truncating', () => {

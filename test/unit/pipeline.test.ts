@@ -1,127 +1,32 @@
 import assert from 'node:assert/strict';
-import { setMaxListeners } from 'node:events';
 import { describe, it } from 'node:test';
-import type { ConsumeMessage } from 'amqplib';
-import { pino } from 'pino';
-import { ChannelAcks } from '../../src/amqp/acks.ts';
-import { Delivery } from '../../src/amqp/consumer.ts';
-import { parseConfig, type SourceConfig } from '../../src/config/config.ts';
-import type { EnqueueArgs } from '../../src/message/decode.ts';
-import { createPolicy } from '../../src/message/policy.ts';
-import { Metrics } from '../../src/metrics.ts';
-import { type Enqueuer, Pipeline } from '../../src/pipeline/pipeline.ts';
 import type { RpcResult } from '../../src/postgrest/client.ts';
-import { Circuit } from '../../src/resilience/circuit.ts';
+import { HeldCalls, harness, metricValue, settle, testConfig, until } from '../support/pipeline.ts';
 
 /**
  * The pipeline's own bookkeeping, without RabbitMQ or HTTP: how many deliveries of a source are
- * worked on at once, in which order the rest start, and what the metrics say. The outcomes
- * themselves (acks, dead letters, retries) are proved against the real services in
- * test/integration.
+ * worked on at once, in which order the rest start, what draining leaves, and what the metrics
+ * say. The delivery rules are in decide.test.ts and delivery-paths.test.ts.
  */
 
-const config = parseConfig({
-  amqp: { url: 'amqp://localhost' },
-  postgrest: { url: 'http://localhost:3000' },
-  sources: [
-    { queue: 'a', concurrency: 3 },
-    { queue: 'b', concurrency: 1 },
-    { queue: 'c', concurrency: 20 },
-  ],
-});
-const [sourceA, sourceB, sourceC] = config.sources as [SourceConfig, SourceConfig, SourceConfig];
-
-/** An enqueuer whose calls stay open until the test answers them. */
-class HeldCalls implements Enqueuer {
-  readonly open: { readonly args: EnqueueArgs; readonly answer: (result: RpcResult) => void }[] = [];
-  readonly started: string[] = [];
-  mostAtOnce = 0;
-  #nextId = 1;
-
-  enqueue(args: EnqueueArgs): Promise<RpcResult> {
-    this.started.push(args.entrypoint);
-    return new Promise((resolve) => {
-      this.open.push({ args, answer: resolve });
-      this.mostAtOnce = Math.max(this.mostAtOnce, this.open.length);
-    });
-  }
-
-  /** Answers the oldest open call with a job id. */
-  succeedOldest(): void {
-    const call = this.open.shift();
-    assert.ok(call, 'no call is open');
-    call.answer({ kind: 'enqueued', jobId: String(this.#nextId++) });
-  }
-}
-
-function setup(enqueuer: Enqueuer): {
-  pipeline: Pipeline;
-  metrics: Metrics;
-  deliver: (source: SourceConfig, entrypoint: string) => Delivery;
-} {
-  const metrics = new Metrics({ processMetrics: false });
-  const pipeline = new Pipeline({
-    rpc: () => enqueuer,
-    parallelism: (source) => source.concurrency,
-    publisher: { publish: async () => assert.fail('nothing is published in these tests') },
-    circuit: new Circuit({
-      failureThreshold: 5,
-      backoff: config.retry,
-      onIntake: () => {},
-      onOpen: () => {},
-      onClose: () => {},
-    }),
-    metrics,
-    logger: pino({ level: 'silent' }),
-    retry: config.retry,
-    policy: createPolicy(config.policy),
-  });
-  const acks = new ChannelAcks<ConsumeMessage>({ ack: () => {}, requeue: () => {} });
-  const lost = new AbortController();
-  setMaxListeners(0, lost.signal); // as the consumer does for its channels
-  const lease = { channel: {}, acks, open: true, lost };
-  let tag = 0;
-  const deliver = (source: SourceConfig, entrypoint: string): Delivery => {
-    tag++;
-    const message = {
-      content: Buffer.from(JSON.stringify({ entrypoint })),
-      fields: {
-        deliveryTag: tag,
-        redelivered: false,
-        exchange: '',
-        routingKey: source.queue,
-        consumerTag: 'c',
-      },
-      properties: { contentType: 'application/json', headers: {} },
-    } as unknown as ConsumeMessage;
-    const delivery = new Delivery(source, message, lease as never, Date.now());
-    pipeline.handle(delivery);
-    return delivery;
-  };
-  return { pipeline, metrics, deliver };
-}
-
-/** Lets promise callbacks run until the pipeline has nothing more to do without an answer. */
-async function settle(): Promise<void> {
-  await new Promise((resolve) => setImmediate(resolve));
-}
-
-async function metricValue(metrics: Metrics, name: string, queue: string): Promise<number | undefined> {
-  const metric = await metrics.registry.getSingleMetric(name)?.get();
-  return metric?.values.find((v) => v.labels.queue === queue)?.value;
-}
+const fast = testConfig({ retry: { initialDelayMs: 1, maxDelayMs: 5, maxHoldMs: 60_000 } });
+const [sourceA, sourceB, sourceC] = fast.sources as [
+  (typeof fast.sources)[number],
+  (typeof fast.sources)[number],
+  (typeof fast.sources)[number],
+];
+const job = (entrypoint: string) => ({ entrypoint });
 
 describe('Pipeline lanes', () => {
   it('works on at most `parallelism` deliveries of a source at once, starting the rest in arrival order', async () => {
     const calls = new HeldCalls();
-    const { pipeline, deliver } = setup(calls);
-    const deliveries = Array.from({ length: 10 }, (_, i) => deliver(sourceA, `job.${i}`));
+    const { pipeline, deliver } = harness({ config: fast, call: calls.call });
+    const deliveries = Array.from({ length: 10 }, (_, i) => deliver(sourceA, job(`job.${i}`)));
     await settle();
     assert.deepEqual(calls.started, ['job.0', 'job.1', 'job.2']);
     assert.equal(pipeline.active, 10);
-
     for (let answered = 1; answered <= 10; answered++) {
-      calls.succeedOldest();
+      calls.answerOldest();
       await settle();
       assert.equal(calls.open.length, Math.min(3, 10 - answered));
     }
@@ -131,70 +36,55 @@ describe('Pipeline lanes', () => {
     );
     assert.equal(calls.mostAtOnce, 3);
     assert.equal(pipeline.active, 0);
-    assert.ok(
-      deliveries.every((d) => !d.live),
-      'every delivery is settled (acked)',
-    );
+    assert.ok(deliveries.every((d) => d.settled === 'ack'));
   });
 
   it('gives each source its own lane: a busy source does not hold up another', async () => {
     const calls = new HeldCalls();
-    const { deliver } = setup(calls);
-    deliver(sourceB, 'b.0');
-    deliver(sourceB, 'b.1');
-    deliver(sourceA, 'a.0');
+    const { deliver } = harness({ config: fast, call: calls.call });
+    deliver(sourceB, job('b.0'));
+    deliver(sourceB, job('b.1'));
+    deliver(sourceA, job('a.0'));
     await settle();
     assert.deepEqual(calls.started, ['b.0', 'a.0']);
-    calls.succeedOldest();
+    calls.answerOldest();
     await settle();
     assert.deepEqual(calls.started, ['b.0', 'a.0', 'b.1']);
   });
 
-  it('moves on when working a delivery throws: the delivery stays unacked and the next one starts', async () => {
-    let first = true;
+  it('drain waits for deliveries in flight, acks them, and does not start the waiting ones', async () => {
     const calls = new HeldCalls();
-    const { pipeline, deliver } = setup({
-      enqueue(args) {
-        if (first) {
-          first = false;
-          throw new Error('a bug');
-        }
-        return calls.enqueue(args);
-      },
-    });
-    const broken = deliver(sourceB, 'b.0');
-    deliver(sourceB, 'b.1');
-    await settle();
-    assert.equal(broken.live, true, 'left for the broker to redeliver');
-    assert.deepEqual(calls.started, ['b.1']);
-    calls.succeedOldest();
-    await settle();
-    assert.equal(pipeline.active, 0);
-  });
-
-  it('drain waits for deliveries in flight and does not start the waiting ones', async () => {
-    const calls = new HeldCalls();
-    const { pipeline, deliver } = setup(calls);
-    deliver(sourceB, 'b.0');
-    const waiting = deliver(sourceB, 'b.1');
+    const { pipeline, deliver } = harness({ config: fast, call: calls.call });
+    const first = deliver(sourceB, job('b.0'));
+    const waiting = deliver(sourceB, job('b.1'));
     await settle();
     const drained = pipeline.drain(10_000);
-    calls.succeedOldest();
-    assert.equal(await drained, 0);
+    calls.answerOldest();
+    assert.equal(await drained, 1, 'the waiting one is left to the broker');
+    assert.equal(first.settled, 'ack', 'a job that exists is acked even while draining');
     assert.deepEqual(calls.started, ['b.0']);
     assert.equal(waiting.live, true, 'left unacked: the broker requeues it when the channel closes');
+  });
+
+  it('drain counts the deliveries still in flight when the grace ends', async () => {
+    const calls = new HeldCalls();
+    const { pipeline, deliver } = harness({ config: fast, call: calls.call });
+    deliver(sourceA, job('a.0'));
+    deliver(sourceA, job('a.1'));
+    await settle();
+    assert.equal(await pipeline.drain(20), 2);
   });
 
   it('drain ends its grace wait when the last delivery finishes, leaving no timer to hold the process', async () => {
     const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     const calls = new HeldCalls();
-    const { pipeline, deliver } = setup(calls);
-    deliver(sourceA, 'a.0');
+    const { pipeline, deliver } = harness({ config: fast, call: calls.call });
+    deliver(sourceA, job('a.0'));
     await settle();
     const before = timers();
     const drained = pipeline.drain(60_000);
     assert.equal(timers(), before + 1, 'the grace timer runs while a delivery is in flight');
-    calls.succeedOldest();
+    calls.answerOldest();
     assert.equal(await drained, 0);
     assert.equal(timers(), before);
   });
@@ -212,11 +102,15 @@ describe('Pipeline holds', () => {
         message: 'refused',
         requestSent: false,
       };
-      const { pipeline, deliver } = setup({ enqueue: async () => down });
-      for (let i = 0; i < 15; i++) deliver(sourceC, `c.${i}`);
+      const { pipeline, deliver } = harness({ config: fast, call: async () => down });
+      const held = Array.from({ length: 15 }, (_, i) => deliver(sourceC, job(`c.${i}`)));
       await new Promise((resolve) => setTimeout(resolve, 50));
-      assert.equal(pipeline.active, 15, 'all held, none settled');
-      assert.equal(await pipeline.drain(10_000), 0);
+      assert.equal(pipeline.active, 15, 'all held');
+      assert.ok(
+        held.every((d) => d.settled === undefined),
+        'none settled',
+      );
+      assert.equal(await pipeline.drain(10_000), 15);
       await settle();
       assert.deepEqual(warnings, []);
     } finally {
@@ -226,33 +120,40 @@ describe('Pipeline holds', () => {
 });
 
 describe('Pipeline metrics', () => {
-  it('counts deliveries, in-flight and enqueued per queue, as read when scraped', async () => {
+  it('counts deliveries, in-flight, in-flight bytes and enqueued per queue, as read when scraped', async () => {
     const calls = new HeldCalls();
-    const { metrics, deliver } = setup(calls);
-    for (let i = 0; i < 5; i++) deliver(sourceA, `job.${i}`);
-    deliver(sourceB, 'b.0');
+    const { metrics, deliver } = harness({ config: fast, call: calls.call });
+    const a = { queue: 'a' };
+    const b = { queue: 'b' };
+    for (let i = 0; i < 5; i++) deliver(sourceA, job(`job.${i}`));
+    deliver(sourceB, job('b.0'));
     await settle();
-    assert.equal(await metricValue(metrics, 'pgq_bridge_deliveries_total', 'a'), 5);
-    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', 'a'), 5);
-    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', 'b'), 1);
-    assert.equal(await metricValue(metrics, 'pgq_bridge_enqueued_total', 'a'), undefined);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_deliveries_total', a), 5);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', a), 5);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', b), 1);
+    const bytes =
+      5 * Buffer.byteLength(JSON.stringify(job('job.0'))) + Buffer.byteLength(JSON.stringify(job('b.0')));
+    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight_bytes', {}), bytes);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_enqueued_total', a), undefined);
 
-    calls.succeedOldest();
-    calls.succeedOldest();
+    calls.answerOldest();
+    calls.answerOldest();
     await settle();
-    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', 'a'), 3);
-    assert.equal(await metricValue(metrics, 'pgq_bridge_enqueued_total', 'a'), 2);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', a), 3);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_enqueued_total', a), 2);
     // Reading again changes nothing: what was handed over is not counted twice.
-    assert.equal(await metricValue(metrics, 'pgq_bridge_enqueued_total', 'a'), 2);
-    assert.equal(await metricValue(metrics, 'pgq_bridge_deliveries_total', 'a'), 5);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_enqueued_total', a), 2);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_deliveries_total', a), 5);
 
     while (calls.open.length > 0) {
-      calls.succeedOldest();
+      calls.answerOldest();
       await settle();
     }
-    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', 'a'), 0);
-    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', 'b'), 0);
-    assert.equal(await metricValue(metrics, 'pgq_bridge_enqueued_total', 'a'), 5);
-    assert.equal(await metricValue(metrics, 'pgq_bridge_enqueued_total', 'b'), 1);
+    await until(() => calls.started.length === 6 && calls.open.length === 0);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', a), 0);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', b), 0);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight_bytes', {}), 0);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_enqueued_total', a), 5);
+    assert.equal(await metricValue(metrics, 'pgq_bridge_enqueued_total', b), 1);
   });
 });
