@@ -258,7 +258,13 @@ for (const file of KUBERNETES_FILES) {
     it("keeps the bridge's calls within the pool of a PostgREST in the same pod", () => {
       const pool = pod.containers.flatMap((c) => c.env ?? []).find((e) => e.name === 'PGRST_DB_POOL');
       const total = config.sources.reduce((sum, source) => sum + source.concurrency, 0);
-      if (pool !== undefined) assert.ok(total <= Number(pool.value), `${total} calls, pool ${pool.value}`);
+      if (pool === undefined) return;
+      assert.equal(
+        config.postgrest.dbPool,
+        Number(pool.value),
+        'postgrest.dbPool is the pool PostgREST gets',
+      );
+      assert.ok(total <= Number(pool.value), `${total} calls, pool ${pool.value}`);
     });
 
     it('names only Secrets that deploy/kubernetes/README.md says how to create', () => {
