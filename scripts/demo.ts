@@ -1,8 +1,10 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
+import { maskUrlPassword } from '../src/config/config.ts';
 import { BridgeProcess } from '../test/support/bridge-process.ts';
-import { createScratchDatabase, type ScratchDatabase } from '../test/support/pg.ts';
+import { createScratchDatabase, pgSettings, type ScratchDatabase } from '../test/support/pg.ts';
+import { findPostgrest } from '../test/support/postgrest/binary.ts';
 import { type PostgrestServer, startPostgrestServer } from '../test/support/postgrest/server.ts';
 import { amqpUrl, TestBroker, waitFor } from '../test/support/rabbit.ts';
 import { freePort } from '../test/support/rabbit-node.ts';
@@ -18,6 +20,8 @@ const suffix = randomBytes(3).toString('hex');
 const queue = `pgq-demo-${suffix}`;
 const rawQueue = `pgq-demo-raw-${suffix}`;
 
+const DUPLICATE_MESSAGE_ID = 'dup-1';
+
 interface Endpoint {
   readonly url: string;
   readonly kind: string;
@@ -25,7 +29,8 @@ interface Endpoint {
 }
 
 async function startEndpoint(db: ScratchDatabase): Promise<Endpoint> {
-  if (spawnSync('postgrest', ['--version']).status === 0) {
+  const postgrest = findPostgrest();
+  if (postgrest !== undefined) {
     const port = await freePort();
     const child: ChildProcess = spawn('postgrest', [], {
       env: {
@@ -36,12 +41,22 @@ async function startEndpoint(db: ScratchDatabase): Promise<Endpoint> {
         PGRST_SERVER_HOST: '127.0.0.1',
         PGRST_SERVER_PORT: String(port),
       },
-      stdio: 'ignore',
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
-    await waitFor(() => portOpen(port), { timeoutMs: 30_000, message: 'postgrest to listen' });
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    await waitFor(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`postgrest exited with ${child.exitCode}: ${stderr}`);
+        return portOpen(port);
+      },
+      { timeoutMs: 30_000, message: `postgrest to listen on 127.0.0.1:${port}` },
+    );
     return {
       url: `http://127.0.0.1:${port}`,
-      kind: 'PostgREST (postgrest on PATH)',
+      kind: `${postgrest.banner} (postgrest on PATH)`,
       close: async () => {
         child.kill('SIGTERM');
       },
@@ -81,7 +96,7 @@ interface Sample {
 const samples: Sample[] = [
   {
     queue,
-    note: "the user document's example",
+    note: 'the shortest envelope: an entrypoint and a base64 payload',
     body: Buffer.from('{"entrypoint":"fetch","payload":"aGVsbG8="}'),
   },
   {
@@ -111,8 +126,9 @@ const samples: Sample[] = [
   },
   {
     queue,
-    note: 'the same dedupe key again (acked as a duplicate, no second job)',
+    note: 'the same dedupe key again, while the first job is queued',
     body: Buffer.from('{"entrypoint":"fetch","dedupe_key":"fetch:hello"}'),
+    options: { messageId: DUPLICATE_MESSAGE_ID },
     afterJobWithKey: 'fetch:hello',
   },
   {
@@ -215,6 +231,23 @@ async function main(): Promise<void> {
       );
     }
 
+    const duplicate = await bridge.waitForLog(
+      (r) => r.outcome === 'duplicate' && r.messageId === DUPLICATE_MESSAGE_ID,
+    );
+    const original = rows.find((row) => row.dedupe_key === duplicate.dedupeKey);
+    console.log(
+      `\nThe duplicate (message ${DUPLICATE_MESSAGE_ID}, dedupe_key ${String(duplicate.dedupeKey)}):`,
+    );
+    console.log(
+      `  bridge: "${duplicate.msg}"; the message is acked and job #${original?.id} stays the only one with that key.`,
+    );
+    console.log(
+      explainIdGap(
+        rows.map((row) => Number(row.id)),
+        await sequenceValue(db),
+      ),
+    );
+
     const [dead] = await broker.drainQueue(`${queue}.dead`);
     console.log(`\nDead letter in ${queue}.dead:`);
     console.log(`  body: ${dead?.content.toString()}`);
@@ -230,10 +263,38 @@ async function main(): Promise<void> {
   console.log('Cleaned up: queues deleted, endpoint stopped, scratch database dropped.');
 }
 
+/** The last id pgqueuer_id_seq handed out, whether or not a row kept it. */
+async function sequenceValue(db: ScratchDatabase): Promise<number> {
+  const { rows } = await db.pool.query<{ last: string }>(
+    'SELECT last_value::text AS last FROM pgqueuer_id_seq',
+  );
+  return Number(rows[0]?.last);
+}
+
+/**
+ * Ids come from a sequence, and PostgreSQL never gives a sequence number back: the duplicate's
+ * INSERT took one before the unique index refused the row and the call was rolled back.
+ */
+function explainIdGap(ids: readonly number[], lastFromSequence: number): string {
+  const taken = new Set(ids);
+  const missing: number[] = [];
+  for (let id = 1; id <= lastFromSequence; id++) if (!taken.has(id)) missing.push(id);
+  if (missing.length === 0) return `  ids: ${ids.join(', ')}, no gap.`;
+  const gap = missing.map((id) => `#${id}`).join(', ');
+  return (
+    `  ids: ${ids.join(', ')}; pgqueuer_id_seq is at ${lastFromSequence}, so ${gap} never became a row.\n` +
+    "  An INSERT that is refused still uses up the id it drew: here the duplicate's, refused by the " +
+    'unique index on dedupe_key.\n  Sequences are not rolled back, so job ids are unique and increasing, not a count.'
+  );
+}
+
 main().catch((error: unknown) => {
   console.error(`demo failed: ${error instanceof Error ? error.message : String(error)}`);
+  const pg = pgSettings();
+  const postgres = pg.host.startsWith('/') ? `socket ${pg.host} (port ${pg.port})` : `${pg.host}:${pg.port}`;
   console.error(
-    'Is RabbitMQ on 127.0.0.1:5672 and PostgreSQL on 127.0.0.1:5432 running? (bash .ci/run starts both)',
+    `Is RabbitMQ at ${maskUrlPassword(amqpUrl())} (AMQP_URL) and PostgreSQL at ${postgres} as ${pg.user} ` +
+      '(PGHOST, PGPORT, PGUSER) running? bash .ci/run starts both.',
   );
   process.exitCode = 1;
 });

@@ -17,6 +17,7 @@ npm prune --omit=dev --ignore-scripts --no-audit --no-fund >/dev/null
 mkdir image
 cp -r dist node_modules package.json image/
 cp -r "$root/sql" image/sql
+cp "$root/LICENSE" image/
 cd image
 node dist/main.js check-config --config "$root/config.example.json" >/dev/null
 if [ -d node_modules/typescript ] || [ -d node_modules/tsx ]; then

@@ -64,7 +64,8 @@ async function run(path: string | undefined): Promise<number> {
     {
       sources: config.sources.map((s) => s.queue),
       endpoint: config.postgrest.url,
-      fn: config.postgrest.function,
+      mode: config.batch.enabled ? 'batch' : 'single',
+      fn: config.batch.enabled ? config.batch.function : config.postgrest.function,
     },
     'starting',
   );

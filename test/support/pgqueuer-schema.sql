@@ -30,11 +30,15 @@ CREATE TABLE pgqueuer (
 -- A key is taken only while its job can still run; finished jobs free it again.
 CREATE UNIQUE INDEX pgqueuer_unique_dedupe_key ON pgqueuer (dedupe_key)
     WHERE status IN ('queued', 'picked') AND dedupe_key IS NOT NULL;
-CREATE INDEX pgqueuer_priority_id_idx ON pgqueuer (priority ASC, id DESC) WHERE status = 'queued';
-CREATE INDEX pgqueuer_updated_id_idx ON pgqueuer (updated, id) WHERE status = 'picked';
-CREATE INDEX pgqueuer_entrypoint_priority_id_idx ON pgqueuer (entrypoint, priority DESC, id)
+-- The other indexes carry the names and definitions PGQueuer's own install gives them (its
+-- query planner relies on them; a test schema with other names would hide a name clash).
+CREATE INDEX pgqueuer_priority_id_id1_idx ON pgqueuer (priority, id DESC) INCLUDE (id)
     WHERE status = 'queued';
-CREATE INDEX pgqueuer_entrypoint_execute_after_idx ON pgqueuer (entrypoint, execute_after)
+CREATE INDEX pgqueuer_updated_id_id1_idx ON pgqueuer (updated, id DESC) INCLUDE (id)
+    WHERE status = 'picked';
+CREATE INDEX pgqueuer_ep_prio_id_idx ON pgqueuer (entrypoint, priority DESC, id)
+    WHERE status = 'queued';
+CREATE INDEX pgqueuer_ep_ea_idx ON pgqueuer (entrypoint, execute_after)
     WHERE status = 'queued';
 CREATE INDEX pgqueuer_queue_manager_id_idx ON pgqueuer (queue_manager_id)
     WHERE queue_manager_id IS NOT NULL;
@@ -50,10 +54,10 @@ CREATE TABLE pgqueuer_log (
     aggregated BOOLEAN DEFAULT false
 );
 
-CREATE INDEX pgqueuer_log_created_idx ON pgqueuer_log (created);
-CREATE INDEX pgqueuer_log_status_idx ON pgqueuer_log (status);
-CREATE INDEX pgqueuer_log_job_id_created_idx ON pgqueuer_log (job_id, created DESC);
-CREATE INDEX pgqueuer_log_not_aggregated_idx ON pgqueuer_log ((1)) WHERE NOT aggregated;
+CREATE INDEX pgqueuer_log_created ON pgqueuer_log (created);
+CREATE INDEX pgqueuer_log_status ON pgqueuer_log (status);
+CREATE INDEX pgqueuer_log_job_id_status ON pgqueuer_log (job_id, created DESC);
+CREATE INDEX pgqueuer_log_not_aggregated ON pgqueuer_log ((1)) WHERE NOT aggregated;
 
 CREATE TABLE pgqueuer_statistics (
     id         BIGSERIAL PRIMARY KEY,
@@ -62,6 +66,10 @@ CREATE TABLE pgqueuer_statistics (
     priority   INT NOT NULL,
     status     pgqueuer_status NOT NULL,
     entrypoint TEXT NOT NULL
+);
+
+CREATE UNIQUE INDEX pgqueuer_statistics_unique_count ON pgqueuer_statistics (
+    priority, date_trunc('sec', created AT TIME ZONE 'UTC'), status, entrypoint
 );
 
 CREATE TABLE pgqueuer_schedules (
