@@ -1,9 +1,11 @@
+import { setMaxListeners } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
 import { ChannelAcks } from '../src/amqp/acks.ts';
 import { decodeMessage, type EnqueueArgs } from '../src/message/decode.ts';
+import { Hold } from '../src/pipeline/hold.ts';
 import { Batcher } from '../src/postgrest/batcher.ts';
 import { classify } from '../src/postgrest/classify.ts';
 import { encodeEnqueueBody, type RpcResult } from '../src/postgrest/client.ts';
@@ -17,6 +19,8 @@ import { envelope, jobArgs } from './messages.ts';
  */
 
 const BATCH = 100;
+/** Deliveries in flight at once in batch mode: the default prefetch (10 calls × 100). */
+const IN_FLIGHT = 1000;
 const OUT_DIR = fileURLToPath(new URL('./results', import.meta.url));
 
 type Message = { readonly fields: { readonly deliveryTag: number } };
@@ -68,7 +72,20 @@ function tasks(): Record<string, () => unknown> {
     { postBatch: async (bodies) => ids.slice(0, bodies.length) },
     { maxSize: BATCH, lingerMs: 5, concurrency: 10, maxBytes: 32 * 1024 * 1024 },
   );
+  const drain = new AbortController();
+  setMaxListeners(0, drain.signal);
+  const held = Array.from({ length: IN_FLIGHT }, () => ({
+    receivedAt: Date.now(),
+    lost: new AbortController().signal,
+  }));
   return {
+    [`hold: is it over? ${IN_FLIGHT} deliveries in flight`]: () => {
+      const holds = held.map((delivery) => new Hold(delivery, drain.signal, 60_000));
+      let over = 0;
+      for (const hold of holds) if (hold.aborted) over++;
+      for (const hold of holds) hold.dispose();
+      return over;
+    },
     'decode envelope': () =>
       decodeMessage({ body, properties: {} }, { mode: 'envelope', dedupeKeyFromMessageId: false }),
     'encode enqueue body': () => encodeEnqueueBody(args),
