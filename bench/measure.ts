@@ -1,4 +1,4 @@
-import { machineCpu, type ProcMemory, procCpu, procMemory, treeCpuMicros } from './procs.ts';
+import { machineCpu, type ProcMemory, procCpu, procMemory, servesDatabase, treeCpuMicros } from './procs.ts';
 
 /** Parties whose CPU is measured in each scenario. */
 export interface Parties {
@@ -6,6 +6,8 @@ export interface Parties {
   readonly bridge?: number | undefined;
   readonly rpcServer?: number | undefined;
   readonly postgres?: number | undefined;
+  /** The run's database: only PostgreSQL's processes serving it count (and the shared helpers). */
+  readonly database?: string | undefined;
   readonly rabbitmq?: number | undefined;
 }
 
@@ -58,14 +60,15 @@ export class CpuProbe {
   }
 
   #snapshot(): Snapshot {
-    const { bridge, rpcServer, postgres, rabbitmq } = this.#parties;
+    const { bridge, rpcServer, postgres, rabbitmq, database } = this.#parties;
+    const ours = database === undefined ? undefined : (pid: number) => servesDatabase(pid, database);
     const usage = process.cpuUsage();
     return {
       at: performance.now(),
       harness: usage.user + usage.system,
       bridge: bridge === undefined ? undefined : procCpu(bridge)?.selfMicros,
       rpcServer: rpcServer === undefined ? undefined : procCpu(rpcServer)?.selfMicros,
-      postgres: postgres === undefined ? undefined : treeCpuMicros(postgres),
+      postgres: postgres === undefined ? undefined : treeCpuMicros(postgres, ours),
       rabbitmq: rabbitmq === undefined ? undefined : procCpu(rabbitmq)?.selfMicros,
       machineBusy: machineCpu().busyMicros,
     };

@@ -104,7 +104,7 @@ export const USAGE = `usage: npm run bench -- [options]      (each option also a
   --endpoint-setup      with a URL endpoint: allow installing the schema into that database and
                         emptying its job tables between scenarios (without it, they must exist and be empty)
   --large-sizes LIST    payload bytes of the large-message runs (default 65536,1048576)
-  --large-bytes N       payload bytes drained per size; the soak after it takes twice as many (default 268435456)
+  --large-bytes N       payload bytes drained per size; the soak after it takes twice as many (default 67108864)
   --large-budget N      the bridge's intake.maxInFlightBytes in those runs (default 33554432)
   --cpu-prof DIR        run the bridge in the drain under node --cpu-prof, profiles into DIR
   --transient           publish non-persistent messages (default persistent)
@@ -209,7 +209,7 @@ export function parseOptions(argv: readonly string[], env: Env = process.env): B
     endpointDb,
     endpointSetup: values['endpoint-setup'] ?? env.BENCH_ENDPOINT_SETUP === '1',
     largeSizes: list('large-sizes', [64 * 1024, 1024 * 1024], 1, 64 * 1024 * 1024),
-    largeBytes: int('large-bytes', 256 * 1024 * 1024, 1024 * 1024, 16 * 1024 * 1024 * 1024),
+    largeBytes: int('large-bytes', 64 * 1024 * 1024, 1024 * 1024, 16 * 1024 * 1024 * 1024),
     largeBudget: int('large-budget', 32 * 1024 * 1024, 1024 * 1024, 4 * 1024 * 1024 * 1024),
     cpuProf: pick('cpu-prof'),
     outDir: pick('out') ?? fileURLToPath(new URL('./results', import.meta.url)),

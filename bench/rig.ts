@@ -39,6 +39,8 @@ export interface Rig {
   readonly broker: TestBroker;
   readonly amqpUrl: string;
   readonly postgresPid: number | undefined;
+  /** The database's name, to tell its backends from those of other work on the same server. */
+  readonly databaseName: string;
   readonly rabbitmqPid: number | undefined;
   readonly versions: { readonly postgres: string; readonly rabbitmq: string; readonly endpoint: string };
   /** The request path of an RPC function on the endpoint. */
@@ -92,6 +94,7 @@ export async function startRig(cleanup: Cleanup, options: BenchOptions): Promise
     broker,
     amqpUrl: url,
     postgresPid: localDb ? listeningPid(Number(dbUrl.port || 5432)) : undefined,
+    databaseName: database,
     rabbitmqPid: listeningPid(Number(new URL(url).port || 5672)),
     versions: {
       postgres: rows[0]?.version ?? 'unknown',

@@ -22,7 +22,13 @@ export interface Context {
 
 /** The processes whose CPU each scenario reports, with the bridge when one runs. */
 export function parties(rig: Rig, bridge?: number): Parties {
-  return { bridge, rpcServer: rig.endpoint.pid, postgres: rig.postgresPid, rabbitmq: rig.rabbitmqPid };
+  return {
+    bridge,
+    rpcServer: rig.endpoint.pid,
+    postgres: rig.postgresPid,
+    database: rig.databaseName,
+    rabbitmq: rig.rabbitmqPid,
+  };
 }
 
 function loadNotes(result: LoadResult): string[] {

@@ -12,6 +12,7 @@ import {
 } from '../../bench/limit.ts';
 import type { CpuUse } from '../../bench/measure.ts';
 import { parseOptions, type QueueType, type ScenarioName, UsageError } from '../../bench/options.ts';
+import { isOurPostgresProcess } from '../../bench/procs.ts';
 import { hotFunctions } from '../../bench/profile.ts';
 import type { ScenarioResult } from '../../bench/results.ts';
 import { keptUp } from '../../bench/steady.ts';
@@ -311,5 +312,22 @@ describe('chart', () => {
     assert.match(svg, /limit, classic: 13333/);
     assert.equal(svg.match(/<polyline/g)?.length, 3);
     assert.match(svg, /fell behind/);
+  });
+});
+
+describe('isOurPostgresProcess', () => {
+  it("counts the run's backends and the shared helpers, not other databases' backends", () => {
+    assert.equal(isOurPostgresProcess('postgres: 15/main: checkpointer', 'bench_db'), true);
+    assert.equal(isOurPostgresProcess('postgres: walwriter', 'bench_db'), true);
+    assert.equal(
+      isOurPostgresProcess('postgres: 15/main: pgqapi bench_db 127.0.0.1(5000) idle', 'bench_db'),
+      true,
+    );
+    assert.equal(isOurPostgresProcess('postgres: 15/main: autovacuum worker bench_db', 'bench_db'), true);
+    assert.equal(
+      isOurPostgresProcess('postgres: 15/main: postgres other_db [local] idle', 'bench_db'),
+      false,
+    );
+    assert.equal(isOurPostgresProcess('/usr/lib/postgresql/15/bin/postgres -D x', 'bench_db'), false);
   });
 });
