@@ -52,7 +52,9 @@ export class CpuProbe {
       bridge: delta(this.#start.bridge, end.bridge),
       harness: end.harness - this.#start.harness,
       rpcServer: delta(this.#start.rpcServer, end.rpcServer),
-      postgres: delta(this.#start.postgres, end.postgres),
+      // Counting only the run's own backends, one that exited in between would subtract its CPU:
+      // a negative sum is unknown, not zero.
+      postgres: nonNegative(delta(this.#start.postgres, end.postgres)),
       rabbitmq: delta(this.#start.rabbitmq, end.rabbitmq),
       machineBusy: end.machineBusy - this.#start.machineBusy,
       wallMicros: (end.at - this.#start.at) * 1000,
@@ -73,6 +75,10 @@ export class CpuProbe {
       machineBusy: machineCpu().busyMicros,
     };
   }
+}
+
+function nonNegative(value: number | undefined): number | undefined {
+  return value === undefined || value < 0 ? undefined : value;
 }
 
 /** Share of the whole machine that was busy over a short sample. */
