@@ -2,9 +2,9 @@ import { BridgeProcess } from '../test/support/bridge-process.ts';
 import { queueCounts, waitFor } from '../test/support/rabbit.ts';
 import { stopChild } from './cleanup.ts';
 import { CpuProbe, elapsedSeconds, RssSampler, sleep } from './measure.ts';
-import type { BenchOptions } from './options.ts';
 import { procCpu } from './procs.ts';
-import { freshQueue, preload, readyCount, removeQueue } from './queues.ts';
+import { profileDir, readHotFunctions } from './profile.ts';
+import { freshQueue, preload, queueArguments, readyCount, removeQueue } from './queues.ts';
 import { rate, type ScenarioResult } from './results.ts';
 import type { Rig } from './rig.ts';
 import { type Context, parties } from './scenarios.ts';
@@ -14,13 +14,33 @@ import { type Context, parties } from './scenarios.ts';
 export const POLL_MS = 50;
 const STOP_GRACE_MS = 20_000;
 
-function bridgeConfig(rig: Rig, queue: string, options: BenchOptions): Record<string, unknown> {
+/** What a scenario changes in how the bridge runs. */
+export interface BridgeSetup {
+  /** intake.maxInFlightBytes; undefined keeps the bridge's default. */
+  readonly maxInFlightBytes?: number;
+  /** Write V8 CPU profiles (node --cpu-prof) into this directory. */
+  readonly cpuProfDir?: string | undefined;
+}
+
+function bridgeConfig(
+  rig: Rig,
+  queue: string,
+  { options, step }: Pick<Context, 'options' | 'step'>,
+  setup: BridgeSetup,
+): Record<string, unknown> {
   return {
     amqp: { url: rig.amqpUrl },
     postgrest: { url: rig.rpcUrl },
     concurrency: options.concurrency,
-    sources: [{ queue, ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }) }],
+    sources: [
+      {
+        queue,
+        queueArguments: queueArguments(step.queueType),
+        ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }),
+      },
+    ],
     ...(options.batch ? { batch: { enabled: true } } : {}),
+    ...(setup.maxInFlightBytes === undefined ? {} : { intake: { maxInFlightBytes: setup.maxInFlightBytes } }),
     http: { host: '127.0.0.1', port: 0 },
     log: { level: 'info' },
   };
@@ -41,9 +61,11 @@ export async function withBridge<T>(
   context: Context,
   queue: string,
   measure: (running: RunningBridge) => Promise<T>,
+  setup: BridgeSetup = {},
 ): Promise<T> {
   const started = performance.now();
-  const bridge = new BridgeProcess(bridgeConfig(context.rig, queue, context.options));
+  const nodeArgs = setup.cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${setup.cpuProfDir}`];
+  const bridge = new BridgeProcess(bridgeConfig(context.rig, queue, context, setup), {}, nodeArgs);
   context.cleanup.addChild('stop the bridge', bridge.child, STOP_GRACE_MS);
   try {
     const pid = bridge.child.pid;
@@ -63,65 +85,85 @@ export function exitedEarly(bridge: BridgeProcess): Error | undefined {
 }
 
 export async function drainScenario(context: Context): Promise<ScenarioResult> {
-  const { rig, options, clock } = context;
-  const queue = await freshQueue(rig, context.cleanup, 'drain');
+  const { rig, options, clock, step } = context;
+  const queue = await freshQueue(rig, context.cleanup, 'drain', step.queueType);
   const loadStarted = performance.now();
   await preload(rig, queue, options.messages, options.persistent, clock);
   const loadSeconds = elapsedSeconds(loadStarted);
   await rig.resetJobs();
-  return withBridge(context, queue, async ({ bridge, pid, started }) => {
-    const probe = new CpuProbe(parties(rig, pid));
-    const rss = new RssSampler(pid);
-    const deadline = started + options.drainTimeout * 1000;
-    let startupCpuMicros: number | undefined;
-    let timedOut = false;
-    for (;;) {
-      rss.sample();
-      const exited = exitedEarly(bridge);
-      if (exited !== undefined) throw exited;
-      if (performance.now() > deadline) {
-        timedOut = true;
-        break;
+  const profile =
+    options.cpuProf === undefined ? undefined : profileDir(options.cpuProf, `drain-${step.queueType}`);
+  const result = await withBridge(
+    context,
+    queue,
+    async ({ bridge, pid, started }): Promise<ScenarioResult> => {
+      const probe = new CpuProbe(parties(rig, pid));
+      const rss = new RssSampler(pid);
+      const deadline = started + options.drainTimeout * 1000;
+      let startupCpuMicros: number | undefined;
+      let timedOut = false;
+      for (;;) {
+        rss.sample();
+        const exited = exitedEarly(bridge);
+        if (exited !== undefined) throw exited;
+        if (performance.now() > deadline) {
+          timedOut = true;
+          break;
+        }
+        const ids = await rig.idsTaken();
+        startupCpuMicros ??= startupCpu(pid, ids);
+        if (await allJobsDone(rig, queue, options.messages, ids)) break;
+        await sleep(POLL_MS);
       }
-      const ids = await rig.idsTaken();
-      startupCpuMicros ??= startupCpu(pid, ids);
-      if (await allJobsDone(rig, queue, options.messages, ids)) break;
-      await sleep(POLL_MS);
-    }
-    const seconds = elapsedSeconds(started);
-    const cpu = probe.since();
-    rss.sample();
-    const jobs = await rig.countJobs();
-    const check = await verifyDrain(rig, queue, options.messages, timedOut);
-    const bridgeCpu = cpu.bridge ?? 0;
-    const work = workCpu(startupCpuMicros, bridgeCpu, jobs);
-    return {
-      name: 'drain',
-      label: 'bridge drain',
-      jobs,
-      seconds,
-      jobsPerSecond: rate(jobs, seconds),
-      clientCpuMicrosPerJob: bridgeCpu / Math.max(1, jobs),
-      peakRssBytes: rss.peakBytes,
-      cpu,
-      notes: [
-        ...(timedOut
-          ? [`TIMED OUT after ${options.drainTimeout} s: ${jobs} of ${options.messages} jobs`]
-          : []),
-        ...check.problems,
-        `${options.messages} messages loaded in ${loadSeconds.toFixed(1)} s; ${TIMED_UNTIL_DONE}`,
-        ...work.notes,
-        ...rowsWindowNotes(check),
-      ],
-      details: {
-        queue,
-        loaded: options.messages,
-        loadSeconds,
-        ...work.details,
-        ...checkDetails(check),
-      },
-    };
-  });
+      const seconds = elapsedSeconds(started);
+      const cpu = probe.since();
+      rss.sample();
+      const jobs = await rig.countJobs();
+      const check = await verifyDrain(rig, queue, options.messages, timedOut);
+      const bridgeCpu = cpu.bridge ?? 0;
+      const work = workCpu(startupCpuMicros, bridgeCpu, jobs);
+      return {
+        name: 'drain',
+        label: `bridge drain, ${step.queueType} queue`,
+        queueType: step.queueType,
+        ...(work.details.workCpuMicrosPerJob === undefined
+          ? {}
+          : { workCpuMicrosPerJob: work.details.workCpuMicrosPerJob }),
+        jobs,
+        seconds,
+        jobsPerSecond: rate(jobs, seconds),
+        clientCpuMicrosPerJob: bridgeCpu / Math.max(1, jobs),
+        peakRssBytes: rss.peakBytes,
+        cpu,
+        notes: [
+          ...(timedOut
+            ? [`TIMED OUT after ${options.drainTimeout} s: ${jobs} of ${options.messages} jobs`]
+            : []),
+          ...check.problems,
+          `${options.messages} messages loaded in ${loadSeconds.toFixed(1)} s; ${TIMED_UNTIL_DONE}`,
+          ...work.notes,
+          ...rowsWindowNotes(check),
+        ],
+        details: {
+          queue,
+          loaded: options.messages,
+          loadSeconds,
+          ...work.details,
+          ...checkDetails(check),
+        },
+      };
+    },
+    { cpuProfDir: profile },
+  );
+  return profile === undefined ? result : withProfile(result, profile);
+}
+
+/** The bridge's profile is written as it exits, so it is read after withBridge has stopped it. */
+function withProfile(result: ScenarioResult, dir: string): ScenarioResult {
+  const hot = readHotFunctions(dir);
+  if (hot === undefined)
+    return { ...result, notes: [...result.notes, `no CPU profile was written to ${dir}`] };
+  return { ...result, details: { ...result.details, profile: hot } };
 }
 
 export const TIMED_UNTIL_DONE =

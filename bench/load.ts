@@ -1,6 +1,5 @@
 import pg from 'pg';
 import { RpcClient } from '../src/postgrest/client.ts';
-import { connectionString } from '../test/support/pg.ts';
 import { jobArgs } from './messages.ts';
 
 /**
@@ -64,11 +63,11 @@ async function closedLoop(options: LoadOptions, calls: readonly Call[]): Promise
  * role: what the database can do without any HTTP in between. A prepared statement, like the
  * ones the RPC server uses.
  */
-export async function databaseCeiling(database: string, options: LoadOptions): Promise<LoadResult> {
+export async function databaseCeiling(uri: string, options: LoadOptions): Promise<LoadResult> {
   const clients: pg.Client[] = [];
   try {
     for (let i = 0; i < options.concurrency; i++) {
-      const client = new pg.Client({ connectionString: connectionString(database) });
+      const client = new pg.Client({ connectionString: uri });
       client.on('error', () => {});
       clients.push(client);
       await client.connect();

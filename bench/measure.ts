@@ -1,4 +1,4 @@
-import { machineCpu, type ProcMemory, procCpu, procMemory, treeCpuMicros } from './procs.ts';
+import { machineCpu, type ProcMemory, procCpu, procMemory, servesDatabase, treeCpuMicros } from './procs.ts';
 
 /** Parties whose CPU is measured in each scenario. */
 export interface Parties {
@@ -6,6 +6,8 @@ export interface Parties {
   readonly bridge?: number | undefined;
   readonly rpcServer?: number | undefined;
   readonly postgres?: number | undefined;
+  /** The run's database: only PostgreSQL's processes serving it count (and the shared helpers). */
+  readonly database?: string | undefined;
   readonly rabbitmq?: number | undefined;
 }
 
@@ -50,7 +52,9 @@ export class CpuProbe {
       bridge: delta(this.#start.bridge, end.bridge),
       harness: end.harness - this.#start.harness,
       rpcServer: delta(this.#start.rpcServer, end.rpcServer),
-      postgres: delta(this.#start.postgres, end.postgres),
+      // Counting only the run's own backends, one that exited in between would subtract its CPU:
+      // a negative sum is unknown, not zero.
+      postgres: nonNegative(delta(this.#start.postgres, end.postgres)),
       rabbitmq: delta(this.#start.rabbitmq, end.rabbitmq),
       machineBusy: end.machineBusy - this.#start.machineBusy,
       wallMicros: (end.at - this.#start.at) * 1000,
@@ -58,18 +62,23 @@ export class CpuProbe {
   }
 
   #snapshot(): Snapshot {
-    const { bridge, rpcServer, postgres, rabbitmq } = this.#parties;
+    const { bridge, rpcServer, postgres, rabbitmq, database } = this.#parties;
+    const ours = database === undefined ? undefined : (pid: number) => servesDatabase(pid, database);
     const usage = process.cpuUsage();
     return {
       at: performance.now(),
       harness: usage.user + usage.system,
       bridge: bridge === undefined ? undefined : procCpu(bridge)?.selfMicros,
       rpcServer: rpcServer === undefined ? undefined : procCpu(rpcServer)?.selfMicros,
-      postgres: postgres === undefined ? undefined : treeCpuMicros(postgres),
+      postgres: postgres === undefined ? undefined : treeCpuMicros(postgres, ours),
       rabbitmq: rabbitmq === undefined ? undefined : procCpu(rabbitmq)?.selfMicros,
       machineBusy: machineCpu().busyMicros,
     };
   }
+}
+
+function nonNegative(value: number | undefined): number | undefined {
+  return value === undefined || value < 0 ? undefined : value;
 }
 
 /** Share of the whole machine that was busy over a short sample. */

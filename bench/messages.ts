@@ -16,10 +16,28 @@ function headersJson(mid: number, publishedAtMs: number): string {
   return `{"mid":${mid},"t":${publishedAtMs.toFixed(3)}}`;
 }
 
-export function envelope(mid: number, publishedAtMs: number): Buffer {
+/**
+ * With `payloadBytes`, the payload is that many bytes, base64 in the envelope (as the decoder
+ * takes bytes); its text is built once per size, since the large runs publish thousands.
+ */
+export function envelope(mid: number, publishedAtMs: number, payloadBytes?: number): Buffer {
+  const payload = payloadBytes === undefined ? PAYLOAD : largePayload(payloadBytes);
   return Buffer.from(
-    `{"entrypoint":"${ENTRYPOINT}","payload":${PAYLOAD},"headers":${headersJson(mid, publishedAtMs)}}`,
+    `{"entrypoint":"${ENTRYPOINT}","payload":${payload},"headers":${headersJson(mid, publishedAtMs)}}`,
   );
+}
+
+const largePayloads = new Map<number, string>();
+
+function largePayload(bytes: number): string {
+  let text = largePayloads.get(bytes);
+  if (text === undefined) {
+    const data = Buffer.alloc(bytes);
+    for (let i = 0; i < bytes; i++) data[i] = (i * 7919) & 0xff;
+    text = JSON.stringify(data.toString('base64'));
+    largePayloads.set(bytes, text);
+  }
+  return text;
 }
 
 export function jobArgs(mid: number, publishedAtMs: number): EnqueueArgs {

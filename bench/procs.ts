@@ -65,9 +65,10 @@ export function procMemory(pid: number): ProcMemory | undefined {
 /**
  * CPU of a process and all its live descendants, plus what it has reaped: for PostgreSQL the
  * postmaster reaps every backend, so backends that came and went between two readings are
- * still counted.
+ * still counted. With `include`, only the root and the children it accepts (with theirs) are
+ * counted, and nothing reaped, which cannot be told apart.
  */
-export function treeCpuMicros(rootPid: number): number {
+export function treeCpuMicros(rootPid: number, include?: (pid: number) => boolean): number {
   const children = new Map<number, number[]>();
   const cpu = new Map<number, ProcCpu>();
   for (const entry of readdirSync('/proc')) {
@@ -82,8 +83,9 @@ export function treeCpuMicros(rootPid: number): number {
   }
   const root = cpu.get(rootPid);
   if (root === undefined) return 0;
-  let total = root.reapedMicros;
-  const pending = [rootPid];
+  let total = include === undefined ? root.reapedMicros : 0;
+  const pending = [rootPid, ...(children.get(rootPid) ?? []).filter((pid) => include?.(pid) ?? true)];
+  children.delete(rootPid);
   // Bounded by the number of processes read above: each pid is visited at most once.
   for (let visited = 0; pending.length > 0 && visited <= cpu.size; visited++) {
     const pid = pending.pop() as number;
@@ -91,6 +93,35 @@ export function treeCpuMicros(rootPid: number): number {
     pending.push(...(children.get(pid) ?? []));
   }
   return total;
+}
+
+/** PostgreSQL's shared helpers, which work for every database: counted wherever they run. */
+const POSTGRES_HELPERS =
+  /^(checkpointer|background writer|walwriter|autovacuum launcher|logical replication launcher)/;
+
+/**
+ * Whether a child of the postmaster works for `database`: its backends and autovacuum workers
+ * name it in their process title, and the shared helpers count too. The server is shared with
+ * other work on the machine, whose backends are left out.
+ */
+export function servesDatabase(pid: number, database: string): boolean {
+  let title: string;
+  try {
+    title = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+  } catch {
+    return false;
+  }
+  return isOurPostgresProcess(title, database);
+}
+
+export function isOurPostgresProcess(title: string, database: string): boolean {
+  // "postgres: [<cluster>: ]<what>", e.g. Debian's "postgres: 15/main: checkpointer".
+  const what = /^postgres: (?:[^:\s]+: )?(.*)$/.exec(title)?.[1];
+  if (what === undefined) return false;
+  if (POSTGRES_HELPERS.test(what)) return true;
+  // "<user> <database> <client> <state>", or "autovacuum worker <database>".
+  const words = what.split(/\s+/);
+  return words[1] === database || (words[0] === 'autovacuum' && words[2] === database);
 }
 
 export interface MachineCpu {

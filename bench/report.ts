@@ -2,9 +2,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_BATCH_MAX_SIZE, defaultPrefetch } from '../src/config/config.ts';
+import { type Ceiling, ceilingOf } from './limit.ts';
 import { type CpuUse, QUIET_THRESHOLD } from './measure.ts';
-import type { BenchOptions, ScenarioName } from './options.ts';
+import type { BenchOptions } from './options.ts';
+import { formatLimits } from './report-limit.ts';
 import type { ScenarioResult } from './results.ts';
+import { fixed, perJob, table } from './table.ts';
 
 export interface Machine {
   readonly cores: number;
@@ -12,13 +15,15 @@ export interface Machine {
   readonly node: string;
   readonly postgres: string;
   readonly rabbitmq: string;
+  /** The endpoint's own version (its Server header). */
+  readonly endpoint: string;
   readonly loadAverage: readonly number[];
   /** Share of all cores busy during a 1 s sample before the run; other work skews every number. */
   readonly backgroundBusy: number;
 }
 
 export function machineFacts(
-  versions: { postgres: string; rabbitmq: string },
+  versions: { postgres: string; rabbitmq: string; endpoint: string },
   backgroundBusy: number,
 ): Machine {
   return {
@@ -27,6 +32,7 @@ export function machineFacts(
     node: process.version,
     postgres: versions.postgres,
     rabbitmq: versions.rabbitmq,
+    endpoint: versions.endpoint,
     loadAverage: loadavg().map((value) => Number(value.toFixed(2))),
     backgroundBusy,
   };
@@ -36,23 +42,15 @@ export interface Report {
   readonly startedAt: string;
   readonly totalSeconds: number;
   readonly machine: Machine;
+  readonly endpoint: {
+    readonly kind: string;
+    readonly url: string;
+    readonly version: string;
+    readonly description: string;
+  };
   readonly options: BenchOptions;
   readonly scenarios: readonly ScenarioResult[];
   readonly failures: readonly string[];
-}
-
-interface Ceiling {
-  readonly name: ScenarioName;
-  /** The mean of the ceiling's runs (the direct-RPC ceiling runs before and after the drain). */
-  readonly jobsPerSecond: number;
-  readonly runs: readonly ScenarioResult[];
-}
-
-export function ceilingOf(scenarios: readonly ScenarioResult[], name: ScenarioName): Ceiling | undefined {
-  const runs = scenarios.filter((result) => result.name === name && result.jobsPerSecond > 0);
-  if (runs.length === 0) return undefined;
-  const jobsPerSecond = runs.reduce((sum, run) => sum + run.jobsPerSecond, 0) / runs.length;
-  return { name, jobsPerSecond, runs };
 }
 
 /**
@@ -61,9 +59,12 @@ export function ceilingOf(scenarios: readonly ScenarioResult[], name: ScenarioNa
  */
 function ratio(result: ScenarioResult, ceiling: Ceiling | undefined): string {
   if (ceiling === undefined) return '—';
-  if (result.name === ceiling.name || result.name === 'database' || result.name === 'steady') return '—';
+  if (!RATED.has(result.name) || result.name === ceiling.name) return '—';
   return (result.jobsPerSecond / ceiling.jobsPerSecond).toFixed(2);
 }
+
+/** Rows that do the whole job at full speed; the ceilings of one side (bulk, consume) and paced runs are not. */
+const RATED: ReadonlySet<string> = new Set(['rpc', 'autocannon', 'naive', 'drain', 'soak']);
 
 function knownCpu(use: CpuUse): number {
   return [use.bridge, use.harness, use.rpcServer, use.postgres, use.rabbitmq].reduce<number>(
@@ -76,24 +77,6 @@ function knownCpu(use: CpuUse): number {
 function otherShare(result: ScenarioResult, cores: number): number {
   const capacity = cores * result.cpu.wallMicros;
   return capacity > 0 ? Math.max(0, result.cpu.machineBusy - knownCpu(result.cpu)) / capacity : 0;
-}
-
-const fixed = (value: number | undefined, digits: number): string =>
-  value === undefined || Number.isNaN(value) ? '—' : value.toFixed(digits);
-const perJob = (micros: number | undefined, jobs: number): string =>
-  micros === undefined || jobs === 0 ? '—' : (micros / jobs).toFixed(0);
-
-function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)),
-  );
-  const line = (cells: readonly string[]): string =>
-    cells
-      .map((cell, column) =>
-        column === 0 ? cell.padEnd(widths[0] ?? 0) : cell.padStart(widths[column] ?? 0),
-      )
-      .join('  ');
-  return [line(header), widths.map((width) => '-'.repeat(width)).join('  '), ...rows.map(line)].join('\n');
 }
 
 export function formatReport(report: Report): string {
@@ -110,8 +93,10 @@ export function formatReport(report: Report): string {
       '/database',
       'p50 ms',
       'p99 ms',
+      'p99.9 ms',
       'client CPU µs/job',
       'peak RSS MB',
+      'load 1m',
     ],
     scenarios.map((result) => [
       result.label,
@@ -122,8 +107,10 @@ export function formatReport(report: Report): string {
       ratio(result, database),
       fixed(result.latency?.p50Ms, 2),
       fixed(result.latency?.p99Ms, 2),
+      fixed(result.latency?.p999Ms, 2),
       fixed(result.clientCpuMicrosPerJob, 0),
       result.peakRssBytes === undefined ? '—' : (result.peakRssBytes / 1024 / 1024).toFixed(0),
+      fixed(result.loadAverage?.[0], 2),
     ]),
   );
   const cpu = table(
@@ -179,9 +166,10 @@ export function formatReport(report: Report): string {
   const lines = [
     '',
     `machine: ${machine.cores} cores (${machine.cpuModel}), Node ${machine.node}, PostgreSQL ${machine.postgres}, RabbitMQ ${machine.rabbitmq}`,
+    `endpoint: ${report.endpoint.description}, answering as ${report.endpoint.version} at ${report.endpoint.url}`,
     `load average at start ${machine.loadAverage.join(' ')}, background busy ${(100 * machine.backgroundBusy).toFixed(0)}% of all cores` +
       (machine.backgroundBusy > QUIET_THRESHOLD ? '  ← other work was running; numbers are skewed' : ''),
-    `${options.batch ? 'batch mode' : 'single mode'}, concurrency ${options.concurrency}, prefetch ${prefetch}, RPC db-pool 10, ` +
+    `${options.batch ? 'batch mode' : 'single mode'}, concurrency ${options.concurrency}, prefetch ${prefetch}, ` +
       `${options.persistent ? 'persistent' : 'transient'} messages`,
     '',
     main,
@@ -197,6 +185,7 @@ export function formatReport(report: Report): string {
     cpu,
     '  harness = this process: the load generators, the naive consumer, publishing and polling;',
     '  other = the kernel and every other process (a large value means the machine was not quiet).',
+    ...formatLimits(report),
     ...(notes.length + derived.length > 0 ? ['', 'notes:', ...notes, ...derived] : []),
     ...(report.failures.length > 0
       ? ['', 'FAILED:', ...report.failures.map((failure) => `  ${failure}`)]
@@ -205,6 +194,13 @@ export function formatReport(report: Report): string {
     `total run time ${report.totalSeconds.toFixed(0)} s`,
   ];
   return lines.join('\n');
+}
+
+/** The chart goes next to the JSON, with the same name. */
+export function writeChart(jsonFile: string, svg: string): string {
+  const file = jsonFile.replace(/\.json$/, '.svg');
+  writeFileSync(file, svg);
+  return file;
 }
 
 export function writeReport(report: Report, outDir: string): string {

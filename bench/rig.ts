@@ -1,38 +1,50 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import {
   BATCH_INSTALL_SQL,
-  connectionString,
   createScratchDatabase,
+  INSTALL_SQL,
+  PGQUEUER_SCHEMA_SQL,
   runPsql,
-  type ScratchDatabase,
 } from '../test/support/pg.ts';
 import { amqpUrl, TestBroker } from '../test/support/rabbit.ts';
 import type { Cleanup } from './cleanup.ts';
+import { type Endpoint, psqlFile, startEndpoint } from './endpoint.ts';
+import type { BenchOptions } from './options.ts';
 import { listeningPid } from './procs.ts';
 
 /**
- * What every scenario shares: one scratch database, one PostgREST-compatible RPC server in front
- * of it (db-pool 10), and one broker connection. The server runs in its own process, as
- * PostgREST would: inside this process it would share one event loop with the load generators
- * and the ceilings would measure that contention instead of the endpoint.
+ * What every scenario shares: one database, one RPC endpoint in front of it (see endpoint.ts),
+ * and one broker connection. By default the database is a scratch one made for the run; with a
+ * URL endpoint it is the one behind that endpoint.
  */
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-const SERVER_CLI = fileURLToPath(new URL('../test/support/postgrest/cli.ts', import.meta.url));
 export const BRIDGE_MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
-const DB_POOL = 10;
+
+export interface JobDatabase {
+  readonly connectionString: string;
+  /** Superuser (or owner) pool, where job rows are counted and emptied. */
+  readonly pool: pg.Pool;
+}
 
 export interface Rig {
-  readonly db: ScratchDatabase;
+  readonly db: JobDatabase;
+  readonly endpoint: Endpoint;
+  /** The endpoint's base URL. */
   readonly rpcUrl: string;
-  readonly rpcServerPid: number;
   readonly broker: TestBroker;
   readonly amqpUrl: string;
   readonly postgresPid: number | undefined;
+  /** The database's name, to tell its backends from those of other work on the same server. */
+  readonly databaseName: string;
   readonly rabbitmqPid: number | undefined;
-  readonly versions: { readonly postgres: string; readonly rabbitmq: string };
+  readonly versions: { readonly postgres: string; readonly rabbitmq: string; readonly endpoint: string };
+  /** The request path of an RPC function on the endpoint. */
+  rpcPath(fn: string): string;
   /** Empties the job tables and restarts the id sequence, then checkpoints, so every scenario starts alike. */
   resetJobs(): Promise<void>;
   /** Ids handed out so far: cheap to poll, and an upper bound of committed rows. */
@@ -62,12 +74,9 @@ export function checkBuilt(): void {
   }
 }
 
-export async function startRig(cleanup: Cleanup): Promise<Rig> {
-  const db = await createScratchDatabase('pgqb_bench');
-  cleanup.add(`drop database ${db.name}`, () => db.drop());
-  // The bulk function is there either way; only --batch makes the bridge call it.
-  await runPsql(db.name, BATCH_INSTALL_SQL);
-  const { url: rpcUrl, child } = await startRpcServer(db.name, cleanup);
+export async function startRig(cleanup: Cleanup, options: BenchOptions): Promise<Rig> {
+  const { db, database } = await jobDatabase(cleanup, options);
+  const endpoint = await startEndpoint(options.endpoint, database, cleanup);
   const url = amqpUrl();
   const broker = await TestBroker.connect(url);
   cleanup.add('close the broker connection', () => broker.close());
@@ -75,18 +84,24 @@ export async function startRig(cleanup: Cleanup): Promise<Rig> {
     "SELECT current_setting('server_version') AS version",
   );
   const serverProperties = broker.connection?.connection.serverProperties;
+  const base = new URL(endpoint.url);
+  const dbUrl = new URL(db.connectionString);
+  const localDb = ['127.0.0.1', 'localhost', ''].includes(dbUrl.hostname);
   return {
     db,
-    rpcUrl,
-    rpcServerPid: child.pid ?? 0,
+    endpoint,
+    rpcUrl: endpoint.url,
     broker,
     amqpUrl: url,
-    postgresPid: listeningPid(Number(new URL(connectionString(db.name)).port || 5432)),
+    postgresPid: localDb ? listeningPid(Number(dbUrl.port || 5432)) : undefined,
+    databaseName: database,
     rabbitmqPid: listeningPid(Number(new URL(url).port || 5672)),
     versions: {
       postgres: rows[0]?.version ?? 'unknown',
       rabbitmq: typeof serverProperties?.version === 'string' ? serverProperties.version : 'unknown',
+      endpoint: endpoint.version,
     },
+    rpcPath: (fn) => `${base.pathname.replace(/\/+$/, '')}/rpc/${fn}`,
     resetJobs: async () => {
       await db.pool.query('TRUNCATE pgqueuer, pgqueuer_log RESTART IDENTITY');
       await db.pool.query('CHECKPOINT');
@@ -105,54 +120,47 @@ export async function startRig(cleanup: Cleanup): Promise<Rig> {
   };
 }
 
-async function startRpcServer(
-  database: string,
+/**
+ * A scratch database with the schema and both functions, or, behind a URL endpoint, the user's
+ * database: the harness empties its job tables before every scenario, so it installs the schema
+ * there only when allowed (--endpoint-setup) and otherwise insists that the tables exist and
+ * hold no jobs, so that nothing of the user's is ever deleted.
+ */
+async function jobDatabase(
   cleanup: Cleanup,
-): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      SERVER_CLI,
-      '--db-uri',
-      connectionString(database),
-      '--port',
-      '0',
-      '--anon-role',
-      'pgqapi',
-      '--pool',
-      String(DB_POOL),
-    ],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  options: BenchOptions,
+): Promise<{ db: JobDatabase; database: string }> {
+  if (options.endpoint.kind !== 'url' || options.endpointDb === undefined) {
+    const scratch = await createScratchDatabase('pgqb_bench');
+    cleanup.add(`drop database ${scratch.name}`, () => scratch.drop());
+    // The bulk function is there either way; only --batch makes the bridge call it.
+    await runPsql(scratch.name, BATCH_INSTALL_SQL);
+    return { db: scratch, database: scratch.name };
+  }
+  const uri = options.endpointDb;
+  const pool = new pg.Pool({ connectionString: uri, max: 4 });
+  pool.on('error', () => {});
+  cleanup.add('close the endpoint database pool', () => pool.end());
+  const { rows } = await pool.query<{ present: boolean }>(
+    "SELECT to_regclass('pgqueuer') IS NOT NULL AS present",
   );
-  cleanup.addChild('stop the RPC server', child);
-  let stderr = '';
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr = (stderr + chunk).slice(-4000);
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let stdout = '';
-    const timer = setTimeout(
-      () => reject(new Error(`the RPC server did not start within 60 s:\n${stderr}`)),
-      60_000,
-    );
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-      const line = /^(http:\/\/\S+)\n/m.exec(stdout);
-      if (line?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve(line[1]);
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`the RPC server exited (${code ?? signal}) before listening:\n${stderr}`));
-    });
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
-  return { url, child };
+  if (options.endpointSetup) {
+    if (rows[0]?.present !== true) await pool.query(await readFile(PGQUEUER_SCHEMA_SQL, 'utf8'));
+    await psqlFile(uri, INSTALL_SQL);
+    await psqlFile(uri, BATCH_INSTALL_SQL);
+    await pool.query("NOTIFY pgrst, 'reload schema'");
+  } else {
+    if (rows[0]?.present !== true) {
+      throw new Error(
+        '--endpoint URL: no pgqueuer table in --endpoint-db; pass --endpoint-setup to install it',
+      );
+    }
+    const count = await pool.query<{ n: string }>('SELECT count(*) AS n FROM pgqueuer');
+    if (Number(count.rows[0]?.n ?? 0) > 0) {
+      throw new Error(
+        '--endpoint URL: pgqueuer holds jobs, which the run would delete; empty it or pass --endpoint-setup',
+      );
+    }
+  }
+  return { db: { connectionString: uri, pool }, database: new URL(uri).pathname.slice(1) };
 }

@@ -4,7 +4,7 @@ import type { Cleanup } from './cleanup.ts';
 import { databaseCeiling, directRpc, type LoadOptions, type LoadResult, rpcClient } from './load.ts';
 import { CpuProbe, type EpochClock, type Parties, percentiles, sleep } from './measure.ts';
 import { decodeEnvelope } from './messages.ts';
-import type { BenchOptions } from './options.ts';
+import type { BenchOptions, Step } from './options.ts';
 import { freshQueue, preload, removeQueue } from './queues.ts';
 import { type Latency, rate, type ScenarioResult } from './results.ts';
 import type { Rig } from './rig.ts';
@@ -16,11 +16,19 @@ export interface Context {
   readonly options: BenchOptions;
   readonly cleanup: Cleanup;
   readonly clock: EpochClock;
+  /** The run being made: its queue type, and its rate or payload size where it has one. */
+  readonly step: Step;
 }
 
 /** The processes whose CPU each scenario reports, with the bridge when one runs. */
 export function parties(rig: Rig, bridge?: number): Parties {
-  return { bridge, rpcServer: rig.rpcServerPid, postgres: rig.postgresPid, rabbitmq: rig.rabbitmqPid };
+  return {
+    bridge,
+    rpcServer: rig.endpoint.pid,
+    postgres: rig.postgresPid,
+    database: rig.databaseName,
+    rabbitmq: rig.rabbitmqPid,
+  };
 }
 
 function loadNotes(result: LoadResult): string[] {
@@ -28,11 +36,11 @@ function loadNotes(result: LoadResult): string[] {
 }
 
 function latencyOf(result: LoadResult, what: string): Latency {
-  const [p50Ms = Number.NaN, p99Ms = Number.NaN, maxMs = Number.NaN] = percentiles(
+  const [p50Ms = Number.NaN, p99Ms = Number.NaN, p999Ms = Number.NaN, maxMs = Number.NaN] = percentiles(
     result.latenciesMs,
-    [0.5, 0.99, 1],
+    [0.5, 0.99, 0.999, 1],
   );
-  return { p50Ms, p99Ms, maxMs, what };
+  return { p50Ms, p99Ms, p999Ms, maxMs, what };
 }
 
 /** A ceiling: a load generator in this process, timed against the same jobs as the bridge. */
@@ -65,7 +73,7 @@ async function ceiling(
 export function databaseScenario(context: Context): Promise<ScenarioResult> {
   const how = `${context.options.concurrency} connections, autocommit SELECT fn_pgqueuer_enqueue(...) as pgqapi`;
   return ceiling(context, { name: 'database', label: 'database ceiling', what: 'SQL call', how }, (limits) =>
-    databaseCeiling(context.rig.db.name, limits),
+    databaseCeiling(context.rig.db.connectionString, limits),
   );
 }
 

@@ -7,7 +7,7 @@ import type { Delivery } from './delivery.ts';
  * success path must not pay for a timer per message.
  */
 export class Hold {
-  readonly #delivery: Delivery;
+  readonly #delivery: Pick<Delivery, 'receivedAt' | 'lost'>;
   readonly #drain: AbortSignal;
   readonly #maxHoldMs: number;
   #controller: AbortController | undefined;
@@ -15,7 +15,7 @@ export class Hold {
   #expired = false;
   readonly #abort = (): void => this.#controller?.abort();
 
-  constructor(delivery: Delivery, drain: AbortSignal, maxHoldMs: number) {
+  constructor(delivery: Pick<Delivery, 'receivedAt' | 'lost'>, drain: AbortSignal, maxHoldMs: number) {
     this.#delivery = delivery;
     this.#drain = drain;
     this.#maxHoldMs = maxHoldMs;
@@ -39,14 +39,14 @@ export class Hold {
     return controller.signal;
   }
 
-  /** Whether the hold is over, without arming its timer (asked before every send). */
-  get ended(): boolean {
-    return (
-      this.#controller?.signal.aborted === true ||
-      this.#drain.aborted ||
-      this.#delivery.lost.aborted ||
-      this.#elapsed() >= this.#maxHoldMs
-    );
+  /**
+   * Whether the hold is over, without making the signal: the success path asks this before every
+   * call, and a signal per delivery listens on the drain signal that every delivery in flight
+   * shares, whose listeners Node's EventTarget walks on each add (a thousand in batch mode).
+   */
+  get aborted(): boolean {
+    if (this.#controller !== undefined) return this.#controller.signal.aborted;
+    return this.#drain.aborted || this.#delivery.lost.aborted || this.#elapsed() >= this.#maxHoldMs;
   }
 
   /** How long the delivery has been held. */

@@ -165,7 +165,7 @@ export class Pipeline {
     const { circuit, metrics, retry, rateLimiter } = this.#deps;
     const enqueuer = this.#deps.enqueuer(delivery.source);
     const queue = delivery.source.queue;
-    const sendable = (): boolean => delivery.live && !hold.ended;
+    const sendable = (): boolean => delivery.live && !hold.aborted;
     let failures = 0;
     let successesAtFirstFailure = 0;
     for (;;) {
@@ -273,7 +273,7 @@ export class Pipeline {
 
   /** The hold ended (held too long, channel lost, draining): hand back only in the first case. */
   #letGo(delivery: Delivery, hold: Hold): void {
-    if (delivery.live && !this.draining && hold.ended) {
+    if (delivery.live && !this.draining && hold.aborted) {
       this.#settler.handBack(delivery, 'held_too_long');
     }
   }

@@ -26,11 +26,12 @@ export class BridgeProcess {
   readonly #dir: string;
   #listeners: Array<(record: LogRecord) => void> = [];
 
-  constructor(config: unknown, env: Readonly<Record<string, string>> = {}) {
+  /** `nodeArgs` go before the entrypoint, e.g. --cpu-prof (not allowed in NODE_OPTIONS). */
+  constructor(config: unknown, env: Readonly<Record<string, string>> = {}, nodeArgs: readonly string[] = []) {
     this.#dir = mkdtempSync(join(tmpdir(), 'pgq-bridge-test-'));
     const configPath = join(this.#dir, 'config.json');
     writeFileSync(configPath, JSON.stringify(config));
-    this.child = spawn(process.execPath, [MAIN, 'run', '--config', configPath], {
+    this.child = spawn(process.execPath, [...nodeArgs, MAIN, 'run', '--config', configPath], {
       env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

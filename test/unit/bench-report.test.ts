@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ceilingOf } from '../../bench/limit.ts';
 import { parseOptions, runOrder, type ScenarioName } from '../../bench/options.ts';
-import { ceilingOf, formatReport } from '../../bench/report.ts';
+import { formatReport } from '../../bench/report.ts';
 import type { ScenarioResult } from '../../bench/results.ts';
 
 function result(name: ScenarioName, jobsPerSecond: number, label: string = name): ScenarioResult {
@@ -24,21 +25,41 @@ function result(name: ScenarioName, jobsPerSecond: number, label: string = name)
   };
 }
 
+const plan = (scenarios: ScenarioName[], queueTypes: ('classic' | 'quorum')[] = ['classic']) =>
+  runOrder({ scenarios, queueTypes, rates: [1000, 5000], largeSizes: [65536] }).map((step) =>
+    [step.name, step.queueType, step.rate ?? step.payloadBytes]
+      .filter((part) => part !== undefined)
+      .join(' '),
+  );
+
 describe('runOrder', () => {
   it('runs the direct-RPC ceiling again right after the drain', () => {
-    assert.deepEqual(runOrder(['database', 'rpc', 'naive', 'drain', 'steady']), [
-      'database',
-      'rpc',
-      'naive',
-      'drain',
-      'rpc',
-      'steady',
+    assert.deepEqual(plan(['database', 'rpc', 'naive', 'drain']), [
+      'database classic',
+      'rpc classic',
+      'naive classic',
+      'drain classic',
+      'rpc classic',
     ]);
   });
 
   it('runs each scenario once when there is no drain or no direct-RPC ceiling', () => {
-    assert.deepEqual(runOrder(['rpc', 'steady']), ['rpc', 'steady']);
-    assert.deepEqual(runOrder(['database', 'drain']), ['database', 'drain']);
+    assert.deepEqual(plan(['rpc', 'naive']), ['rpc classic', 'naive classic']);
+    assert.deepEqual(plan(['database', 'drain']), ['database classic', 'drain classic']);
+  });
+
+  it('runs the bare consumer and the drain per queue type, steady per rate, large per size', () => {
+    assert.deepEqual(plan(['rpc', 'consume', 'drain', 'steady', 'large'], ['classic', 'quorum']), [
+      'rpc classic',
+      'consume classic',
+      'consume quorum',
+      'drain classic',
+      'drain quorum',
+      'rpc classic',
+      'steady classic 1000',
+      'steady classic 5000',
+      'large classic 65536',
+    ]);
   });
 });
 
@@ -70,8 +91,15 @@ describe('formatReport', () => {
         node: 'v20',
         postgres: '15',
         rabbitmq: '3.10',
+        endpoint: 'postgrest/10.1.2',
         loadAverage: [0, 0, 0],
         backgroundBusy: 0,
+      },
+      endpoint: {
+        kind: 'compat',
+        url: 'http://127.0.0.1:1',
+        version: 'postgrest/10.1.2',
+        description: 'test',
       },
       options,
       scenarios: [
