@@ -11,10 +11,12 @@
 --                            execute_after interval, dedupe_key text, headers jsonb) → jsonb
 --       {"id": 1041, "replayed": false}   the job was enqueued by this call
 --       {"id": 1041, "replayed": true}    message_id was seen before: nothing was enqueued
+--       A null message_id enqueues as the plain function does, with no entry (at least once).
 --   fn_pgqueuer_enqueue_batch_once(jobs jsonb) → jsonb
---       the bulk function's call, each element with a "message_id" string; one result per
---       element in input order: {"id": N}, {"id": N, "replayed": true} (seen before, or an
---       earlier element of the same call had the same message_id) or {"duplicate": true}
+--       the bulk function's call, each element with a "message_id" string (or null or none:
+--       enqueued without an entry, as above); one result per element in input order:
+--       {"id": N}, {"id": N, "replayed": true} (seen before, or an earlier element of the
+--       same call had the same message_id) or {"duplicate": true}
 --   fn_pgqueuer_ledger_prepare(days_ahead integer DEFAULT 7) → integer
 --       creates the daily partitions up to days_ahead days from today (UTC); returns how many
 --   fn_pgqueuer_ledger_prune(older_than interval DEFAULT <retention>) → integer
@@ -168,11 +170,16 @@ DECLARE
     _job_id bigint;
     _rows   integer;
 BEGIN
-    IF message_id IS NULL OR message_id = '' THEN
+    IF message_id = '' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'message_id must be a non-empty string',
-            HINT = 'Send the message''s identity, or call the function without _once.';
+            MESSAGE = 'message_id must not be empty',
+            HINT = 'Send the message''s identity, or null for a message that has none.';
+    END IF;
+    -- A message without an identity is enqueued as by the plain function: at least once.
+    IF message_id IS NULL THEN
+        RETURN jsonb_build_object('id', @single@(entrypoint, payload, priority, execute_after, dedupe_key, headers),
+                                  'replayed', false);
     END IF;
     SELECT l.job_id INTO _job_id FROM @ledger@ AS l WHERE l.message_id = message_id AND l.day <= _next LIMIT 1;
     IF FOUND THEN
@@ -242,14 +249,13 @@ BEGIN
     SELECT a.ord - 1,
            CASE
                WHEN jsonb_typeof(a.job) <> 'object' THEN format(': expected an object, got %s', jsonb_typeof(a.job))
-               WHEN NOT a.job ? 'message_id' THEN '.message_id: missing'
-               WHEN jsonb_typeof(a.job -> 'message_id') <> 'string' THEN
-                   format('.message_id: expected a string, got %s', jsonb_typeof(a.job -> 'message_id'))
-               WHEN a.job ->> 'message_id' = '' THEN '.message_id: must not be empty'
+               WHEN jsonb_typeof(a.job -> 'message_id') NOT IN ('string', 'null') THEN
+                   format('.message_id: expected a string or null, got %s', jsonb_typeof(a.job -> 'message_id'))
+               ELSE '.message_id: must not be empty'
            END
     INTO _index, _problem
     FROM jsonb_array_elements(jobs) WITH ORDINALITY AS a(job, ord)
-    WHERE jsonb_typeof(a.job) <> 'object' OR jsonb_typeof(a.job -> 'message_id') IS DISTINCT FROM 'string'
+    WHERE jsonb_typeof(a.job) <> 'object' OR jsonb_typeof(a.job -> 'message_id') NOT IN ('string', 'null')
        OR a.job ->> 'message_id' = ''
     ORDER BY a.ord
     LIMIT 1;
@@ -272,12 +278,14 @@ BEGIN
     INTO _plan, _fresh, _ords
     FROM (
         -- first_pos: where the first element of this message_id went, for its repeats.
-        SELECT r.*, max(r.pos) OVER (PARTITION BY r.message_id) AS first_pos
+        SELECT r.*, CASE WHEN r.message_id IS NULL THEN r.pos
+                         ELSE max(r.pos) OVER (PARTITION BY r.message_id) END AS first_pos
         FROM (
         SELECT q.*, CASE WHEN q.fresh THEN sum(q.fresh::int) OVER (ORDER BY q.ord) END AS pos
         FROM (
             SELECT a.ord, a.message_id, a.job, e.job_id AS entry,
-                   a.ord = min(a.ord) OVER (PARTITION BY a.message_id) AND e.job_id IS NULL AS fresh
+                   a.message_id IS NULL
+                       OR (a.ord = min(a.ord) OVER (PARTITION BY a.message_id) AND e.job_id IS NULL) AS fresh
             FROM (SELECT i.ord, i.job ->> 'message_id' AS message_id, i.job - 'message_id' AS job
                   FROM jsonb_array_elements(jobs) WITH ORDINALITY AS i(job, ord)) AS a
             -- One index scan per partition for all ids of the call; days ahead are pruned.
@@ -316,7 +324,7 @@ BEGIN
         WITH written AS (
             SELECT e.message_id, (_results -> (e.pos - 1) ->> 'id')::bigint AS job_id
             FROM jsonb_to_recordset(_plan) AS e(message_id text, pos integer)
-            WHERE e.pos IS NOT NULL AND _results -> (e.pos - 1) ? 'id'
+            WHERE e.pos IS NOT NULL AND e.message_id IS NOT NULL AND _results -> (e.pos - 1) ? 'id'
         ),
         inserted AS (
             INSERT INTO @ledger@ (message_id, day, job_id)

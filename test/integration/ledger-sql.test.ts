@@ -160,12 +160,43 @@ describe('sql/install-ledger.sql', { timeout: 120_000 }, () => {
     assert.equal(await count(db, `SELECT count(*) FROM pgqueuer_ledger WHERE message_id = 'dedupe-2'`), 0);
   });
 
-  test('a missing message_id is refused before anything is written', async () => {
+  test('an empty message_id is refused; none at all enqueues without an entry, every time', async () => {
     await assert.rejects(once(db, '', 'empty'), (error: unknown) => isPgError(error, '22023'));
-    await assert.rejects(batchOnce(db, [{ message_id: 'ok', entrypoint: 'e' }, { entrypoint: 'e' }]), {
-      message: 'jobs[1].message_id: missing',
+    await assert.rejects(
+      batchOnce(db, [
+        { message_id: 'ok', entrypoint: 'empty' },
+        { message_id: '', entrypoint: 'empty' },
+      ]),
+      {
+        message: 'jobs[1].message_id: must not be empty',
+      },
+    );
+    await assert.rejects(batchOnce(db, [{ message_id: 7, entrypoint: 'empty' }]), {
+      message: 'jobs[0].message_id: expected a string or null, got number',
     });
     assert.equal(await jobsOf(db, 'empty'), 0);
+    const [row] = await asRole<{ answer: unknown }>(
+      db,
+      API_ROLE,
+      `SELECT public.fn_pgqueuer_enqueue_once(NULL, 'anonymous') AS answer`,
+    );
+    assert.equal(normalise(row?.answer).replayed, false);
+    const bulk = await batchOnce(db, [
+      { entrypoint: 'anonymous' },
+      { message_id: null, entrypoint: 'anonymous' },
+      { message_id: 'named', entrypoint: 'anonymous' },
+      { entrypoint: 'anonymous' },
+    ]);
+    assert.equal(new Set(bulk.map((answer) => ('id' in answer ? answer.id : 'none'))).size, 4);
+    assert.ok(bulk.every((answer) => 'id' in answer && answer.replayed === undefined));
+    assert.equal(await jobsOf(db, 'anonymous'), 5);
+    assert.equal(
+      await count(
+        db,
+        `SELECT count(DISTINCT message_id) FROM pgqueuer_ledger WHERE job_id IN (SELECT id FROM pgqueuer WHERE entrypoint = 'anonymous')`,
+      ),
+      1,
+    );
   });
 
   for (const mode of ['single', 'bulk'] as const) {
