@@ -6,6 +6,7 @@ import { AmqpConsumer, type PauseReason } from './amqp/consumer.ts';
 import { ConfirmPublisher } from './amqp/publisher.ts';
 import { AmqpSettlePort } from './amqp/settle-port.ts';
 import type { Config } from './config/config.ts';
+import { onceFunctions } from './config/idempotency.ts';
 import { ConfigError, toError } from './errors.ts';
 import { type HttpEndpoint, startHttp } from './http.ts';
 import type { EnqueueArgs } from './message/decode.ts';
@@ -98,6 +99,7 @@ export class App {
         ca: readPem(config.postgrest.caFile, 'postgrest.caFile'),
         batchFunction: config.batch.enabled ? config.batch.function : undefined,
         batchTimeoutMs: config.batch.timeoutMs,
+        ...onceFunctions(config),
       });
     const settings: ConnectionSettings = {
       ...config.amqp,
@@ -166,7 +168,8 @@ export class App {
     const enqueuers = new Map<string, Enqueuer>(
       config.sources.map((source) => {
         if (!config.batch.enabled || !(rpc instanceof RpcClient)) return [source.queue, single];
-        const post = withTokenRefresh((bodies: readonly string[]) => rpc.postBatch(bodies), tokens);
+        const once = source.idempotency !== undefined;
+        const post = withTokenRefresh((bodies: readonly string[]) => rpc.postBatch(bodies, once), tokens);
         const batcher = new Batcher(
           { postBatch: post },
           { ...config.batch, concurrency: source.concurrency },

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { validateHeaderValue } from 'node:http';
 import { z } from 'zod';
 import { ConfigError, toError } from '../errors.ts';
+import { idempotencySchema } from './idempotency.ts';
 
 /**
  * Configuration is read once at start: a JSON file, then a few environment variables for
@@ -128,6 +129,7 @@ const sourceSchema = z
       .describe(
         'Use the AMQP message-id as dedupe_key when the message has none (makes redelivery idempotent).',
       ),
+    idempotency: idempotencySchema.optional(),
   })
   .superRefine((source, ctx) => {
     if (source.mode === 'raw' && source.entrypoint === undefined && source.entrypointHeader === undefined) {

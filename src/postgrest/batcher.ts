@@ -20,7 +20,7 @@ import { type Attempt, type Enqueuer, NOT_SENT } from './enqueuer.ts';
  * - Any other failure is every member's failure, and each retries.
  */
 
-export type BatchItemResult = { readonly id: string } | 'duplicate';
+export type BatchItemResult = { readonly id: string; readonly replayed?: true } | 'duplicate';
 
 export interface BatchTransport {
   /** Posts the members' bodies; on success one result per job, in order. */
@@ -139,7 +139,11 @@ function itemAttempt(item: BatchItemResult | undefined, got: number, sent: numbe
     return { outcome: classify(result, BULK_CONTEXT), result };
   }
   if (item === 'duplicate') return { outcome: DUPLICATE, result: { kind: 'duplicate' } };
-  return { outcome: { kind: 'enqueued', jobId: item.id }, result: { kind: 'enqueued', jobId: item.id } };
+  const result: RpcResult =
+    item.replayed === true
+      ? { kind: 'enqueued', jobId: item.id, replayed: true }
+      : { kind: 'enqueued', jobId: item.id };
+  return { outcome: classify(result, BULK_CONTEXT), result };
 }
 
 const DUPLICATE: Outcome = { kind: 'duplicate' };
