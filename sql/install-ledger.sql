@@ -382,7 +382,8 @@ BEGIN
         -- not be attached, and prune removes them from there in time.
         CONTINUE WHEN to_regclass(format('%I.%I', @schema@, _name)) IS NOT NULL
             OR EXISTS (SELECT FROM @default@ WHERE day = _day);
-        EXECUTE format('CREATE TABLE %I.%I PARTITION OF @ledger@ FOR VALUES FROM (%L) TO (%L)',
+        -- IF NOT EXISTS: several replicas may prepare at the same time.
+        EXECUTE format('CREATE TABLE IF NOT EXISTS %I.%I PARTITION OF @ledger@ FOR VALUES FROM (%L) TO (%L)',
                        @schema@, _name, _day, _day + 1);
         _created := _created + 1;
     END LOOP;
@@ -422,7 +423,8 @@ BEGIN
           AND substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \(''([0-9-]+)''\)')::date <= _cutoff
         ORDER BY 1
     LOOP
-        EXECUTE format('DROP TABLE %s', _part);
+        -- IF EXISTS: another replica's prune may have dropped it meanwhile.
+        EXECUTE format('DROP TABLE IF EXISTS %s', _part);
         _dropped := _dropped + 1;
     END LOOP;
     DELETE FROM @default@ WHERE day < _cutoff;

@@ -17,6 +17,7 @@ import { createTokenSource, type TokenSource, withTokenRefresh } from './postgre
 import { Batcher } from './postgrest/batcher.ts';
 import { RpcClient } from './postgrest/client.ts';
 import { type Enqueuer, singleEnqueuer } from './postgrest/enqueuer.ts';
+import { LedgerMaintenance } from './postgrest/ledger-maintenance.ts';
 import { Circuit } from './resilience/circuit.ts';
 import { RateLimiter } from './resilience/rate-limit.ts';
 
@@ -76,6 +77,7 @@ export class App {
   readonly #circuit: Circuit;
   readonly #pipeline: Pipeline;
   #http: HttpEndpoint | undefined;
+  readonly #ledgerMaintenance: LedgerMaintenance | undefined;
   #tokens: TokenSource | undefined;
   #stopping: Promise<number> | undefined;
   #wasReady = false;
@@ -101,6 +103,11 @@ export class App {
         batchTimeoutMs: config.batch.timeoutMs,
         ...onceFunctions(config),
       });
+    const { maintenanceIntervalMs, table } = config.ledger;
+    this.#ledgerMaintenance =
+      maintenanceIntervalMs === undefined || !(this.#rpc instanceof RpcClient)
+        ? undefined
+        : new LedgerMaintenance(this.#rpc, { table, intervalMs: maintenanceIntervalMs }, logger);
     const settings: ConnectionSettings = {
       ...config.amqp,
       socketOptions: amqpSocketOptions(config.amqp.tls),
@@ -252,6 +259,7 @@ export class App {
     }
     this.#publisher.start();
     this.#consumer.start();
+    this.#ledgerMaintenance?.start();
   }
 
   /** Resolves once consuming has started (for tests and the demo). */
@@ -279,6 +287,7 @@ export class App {
     steps.push(['close circuit', () => this.#circuit.close()]);
     steps.push(['close consumer', () => this.#consumer.close()]);
     steps.push(['close publisher', () => this.#publisher.close()]);
+    steps.push(['stop ledger maintenance', () => this.#ledgerMaintenance?.stop()]);
     steps.push(['close rpc client', () => this.#rpc.close?.()]);
     steps.push(['close token source', () => this.#tokens?.close()]);
     steps.push(['close http', () => this.#http?.close()]);

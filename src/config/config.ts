@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { validateHeaderValue } from 'node:http';
 import { z } from 'zod';
 import { ConfigError, toError } from '../errors.ts';
-import { idempotencySchema } from './idempotency.ts';
+import { idempotencySchema, ledgerSchema } from './idempotency.ts';
 
 /**
  * Configuration is read once at start: a JSON file, then a few environment variables for
@@ -393,6 +393,7 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Memory bounds of intake.'),
+    ledger: ledgerSchema,
     shutdown: z
       .strictObject({
         graceMs: durationMs('On SIGTERM/SIGINT, how long in-flight deliveries may take to finish.', 20_000),

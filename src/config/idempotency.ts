@@ -41,6 +41,29 @@ export const idempotencySchema = z
 
 export type IdempotencyConfig = z.output<typeof idempotencySchema>;
 
+/** The ledger's upkeep, when no pg_cron job does it: the bridge calls prepare and prune itself. */
+export const ledgerSchema = z
+  .strictObject({
+    maintenanceIntervalMs: z
+      .number()
+      .int()
+      .min(60_000)
+      .max(24 * 3600 * 1000)
+      .optional()
+      .describe(
+        'Call fn_<table>_prepare and fn_<table>_prune through PostgREST at start and then this often. Absent: never (schedule them with pg_cron instead).',
+      ),
+    table: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_$]*$/, 'must be a plain SQL identifier')
+      .default('pgqueuer_ledger')
+      .describe('The ledger_table of sql/install-ledger.sql, which names the maintenance functions.'),
+  })
+  .prefault({})
+  .describe('Upkeep of the idempotency ledger (sql/install-ledger.sql).');
+
+export type LedgerConfig = z.output<typeof ledgerSchema>;
+
 /**
  * The ledger's variants of the configured functions, named as sql/install-ledger.sql names them,
  * when any source uses them.

@@ -96,7 +96,7 @@ export class RpcClient {
   constructor(options: RpcClientOptions) {
     this.#options = options;
     const base = new URL(options.url);
-    const rpc = (fn: string): URL => new URL(`${base.pathname.replace(/\/+$/, '')}/rpc/${fn}`, base);
+    const rpc = (fn: string): URL => rpcUrl(base, fn);
     const target = rpc(options.function);
     this.#endpoint = target.href;
     this.#target = targetOf(target);
@@ -151,6 +151,20 @@ export class RpcClient {
       body,
       interpretBatchResponse,
       this.#options.batchTimeoutMs ?? this.#options.timeoutMs,
+    );
+  }
+
+  /** Any other function of the API, called with `body` and the single-call timeout. */
+  call<T>(
+    fn: string,
+    body: string,
+    interpret: (status: number, text: string, retryAfter: string | undefined) => T | RpcResult,
+  ): Promise<T | RpcResult> {
+    return this.#post(
+      targetOf(rpcUrl(new URL(this.#options.url), fn)),
+      body,
+      interpret,
+      this.#options.timeoutMs,
     );
   }
 
@@ -219,6 +233,10 @@ export class RpcClient {
  * request reads (the agent copies the options again per request).
  */
 type Target = Pick<ReturnType<typeof urlToHttpOptions>, 'protocol' | 'hostname' | 'port' | 'path' | 'auth'>;
+
+function rpcUrl(base: URL, fn: string): URL {
+  return new URL(`${base.pathname.replace(/\/+$/, '')}/rpc/${fn}`, base);
+}
 
 function targetOf(url: URL): Target {
   const { protocol, hostname, port, path, auth } = urlToHttpOptions(url);

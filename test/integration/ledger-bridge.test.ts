@@ -25,10 +25,15 @@ for (const mode of MODES) {
       if (mode === 'single')
         await runPsql(env.db.name, fileURLToPath(new URL('../../sql/install-batch.sql', import.meta.url)));
       await runPsql(env.db.name, LEDGER_SQL);
+      // A partition past the retention, for the bridge's maintenance to drop at start.
+      await env.db.pool.query(
+        `CREATE TABLE pgqueuer_ledger_20000101 PARTITION OF pgqueuer_ledger FOR VALUES FROM ('2000-01-01') TO ('2000-01-02')`,
+      );
       await env.server.reloadSchemaCache();
       ({ app } = await startApp(
         env.bridgeConfig({
           source: { idempotency: { messageId: 'message-id', whenMissing: 'dead_letter' } },
+          top: { ledger: { maintenanceIntervalMs: 3_600_000 } },
         }),
       ));
       await (await env.broker.channel()).assertQueue(replyQueue, { durable: false });
@@ -77,6 +82,15 @@ for (const mode of MODES) {
       );
       assert.equal(await metricValue(app, 'pgq_bridge_replayed_total', { queue: env.queue }), 2);
       assert.equal(await metricValue(app, 'pgq_bridge_enqueued_total', { queue: env.queue }), 1);
+    });
+
+    it('keeps the ledger through PostgREST when configured: old partitions dropped at start', async () => {
+      await waitFor(
+        async () =>
+          (await env.db.pool.query(`SELECT to_regclass('pgqueuer_ledger_20000101') IS NULL AS gone`)).rows[0]
+            ?.gone,
+        { message: 'the bridge to prune the old partition' },
+      );
     });
 
     it('dead-letters a message without a message-id as missing_message_id', async () => {
