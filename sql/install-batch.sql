@@ -64,14 +64,13 @@
 --   jobs not an array (22023, HTTP 400):
 --     jobs must be a JSON array of job objects, got object
 --
--- Like sql/install.sql the function runs with the caller's rights, and the api role gets the
--- same grants: EXECUTE on the function (revoked from PUBLIC), INSERT, SELECT and UPDATE on
--- both tables, USAGE and SELECT on the id sequence. So do not run it where
--- sql/install-hardened.sql has taken those table grants away: it would give them back.
---
--- The api role must exist already: this script grants to it but never creates roles. Outside
--- the public schema the role also needs USAGE on api_schema and queue_schema, which this
--- script leaves to you because those grants open more than this one function.
+-- Like sql/install.sql the function runs with the rights of the queue table's owner (SECURITY
+-- DEFINER, fixed search_path, every name schema-qualified) and the api role gets EXECUTE on it
+-- (revoked from PUBLIC) and nothing else: the table and sequence privileges that earlier
+-- versions of these scripts gave it are revoked, so through PostgREST it can enqueue but not
+-- read or change the queue. The api role must exist already and must not be (a member of) the
+-- queue table's owner; outside the public schema it needs USAGE on api_schema, which this
+-- script leaves to you. Whoever runs the script must be able to SET ROLE to that owner.
 --
 -- Running it again is safe: the function is replaced and the grants are re-applied.
 -- sql/uninstall-batch.sql removes it. After installing, reload PostgREST's schema cache
@@ -105,21 +104,31 @@ DECLARE
     log_table     text := current_setting('pgq_install.log_table');
     function_name text := current_setting('pgq_install.function_name');
     api_role      text := current_setting('pgq_install.api_role');
+    queue_rel     regclass := to_regclass(format('%I.%I', queue_schema, queue_table));
+    log_rel       regclass := to_regclass(format('%I.%I', queue_schema, log_table));
     id_sequence   text;
+    owner_role    text;
+    fn            regprocedure;
     body          text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = api_role) THEN
         RAISE EXCEPTION 'role "%" does not exist', api_role
             USING HINT = 'Create the API role first, or name an existing one with -v api_role=<role>.';
     END IF;
-    IF to_regclass(format('%I.%I', queue_schema, queue_table)) IS NULL
-        OR to_regclass(format('%I.%I', queue_schema, log_table)) IS NULL THEN
+    IF queue_rel IS NULL OR log_rel IS NULL THEN
         RAISE EXCEPTION 'PGQueuer tables %.% and %.% not found', queue_schema, queue_table, queue_schema, log_table
             USING HINT = 'Run "pgq install" first, or set queue_schema, queue_table and log_table.';
     END IF;
-    id_sequence := pg_get_serial_sequence(format('%I.%I', queue_schema, queue_table), 'id');
+    id_sequence := pg_get_serial_sequence(queue_rel::text, 'id');
     IF id_sequence IS NULL THEN
         RAISE EXCEPTION 'column id of %.% takes its values from no sequence', queue_schema, queue_table;
+    END IF;
+    SELECT r.rolname INTO owner_role FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = queue_rel;
+    -- pg_has_role is also true for a superuser.
+    IF pg_has_role(api_role, owner_role, 'MEMBER') THEN
+        RAISE EXCEPTION 'api role "%" can act as %, the owner of the queue tables', api_role, owner_role
+            USING DETAIL = 'It could reach the tables directly, whatever this script grants.',
+                  HINT = 'Name a role for PostgREST that does not own the tables.';
     END IF;
 
     -- Placeholders rather than format(), so the body can use format() and % freely.
@@ -285,27 +294,30 @@ $body$;
     body := replace(body, '@log@', format('%I.%I', queue_schema, log_table));
     body := replace(body, '@id_sequence@', quote_literal(id_sequence));
 
-    -- Table names are schema-qualified in the body so that the function does not depend on
-    -- the caller's search_path (PostgREST sets it per request to the exposed schema).
     EXECUTE format($function$
         CREATE OR REPLACE FUNCTION %I.%I(jobs jsonb) RETURNS jsonb
         LANGUAGE plpgsql
         VOLATILE
-        SECURITY INVOKER
+        SECURITY DEFINER
+        SET search_path = pg_catalog, pg_temp
         AS %L
     $function$, api_schema, function_name, body);
+
+    fn := format('%I.%I(jsonb)', api_schema, function_name)::regprocedure;
+    -- Created and restricted in one transaction, so no session ever sees a callable definer
+    -- function with PUBLIC's EXECUTE on it.
+    EXECUTE format('ALTER FUNCTION %s OWNER TO %I', fn, owner_role);
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', fn, api_role);
+    EXECUTE format('REVOKE ALL ON TABLE %s, %s FROM %I', queue_rel, log_rel, api_role);
+    EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %I', id_sequence, api_role);
+    IF has_table_privilege(api_role, queue_rel, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')
+        OR has_table_privilege(api_role, log_rel, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE') THEN
+        RAISE WARNING 'api role "%" still has privileges on % or %', api_role, queue_rel, log_rel
+            USING DETAIL = 'They come from PUBLIC or from a role it is a member of, not from direct grants.',
+                  HINT = 'Revoke them there, so that the api role can only call the function.';
+    END IF;
 END;
 $install$;
-
--- The id sequence is looked up rather than named, because it keeps its original name
--- (e.g. pgqueuer_id_seq) when a queue table is renamed.
-SELECT pg_get_serial_sequence(format('%I.%I', :'queue_schema', :'queue_table'), 'id') AS id_sequence
-\gset
-
-REVOKE EXECUTE ON FUNCTION :"api_schema".:"function_name"(jsonb) FROM PUBLIC;
-GRANT INSERT, SELECT, UPDATE ON TABLE :"queue_schema".:"queue_table" TO :"api_role";
-GRANT INSERT, SELECT, UPDATE ON TABLE :"queue_schema".:"log_table" TO :"api_role";
-GRANT USAGE, SELECT ON SEQUENCE :id_sequence TO :"api_role";
-GRANT EXECUTE ON FUNCTION :"api_schema".:"function_name"(jsonb) TO :"api_role";
 
 COMMIT;

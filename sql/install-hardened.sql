@@ -42,10 +42,11 @@
 --     objects can never shadow anything) and every table is schema-qualified, so a caller
 --     cannot substitute its own tables, functions or operators. Triggers on the queue table
 --     run with that search_path too: PGQueuer's own trigger uses only pg_catalog.
---   * api_role's own privileges on the two tables and their id sequences are revoked (a
---     previous sql/install.sql granted them), so it can do nothing to the queue except call
---     this function. A WARNING says so if it still has access through PUBLIC or another role.
---     It needs USAGE on api_schema only, not on queue_schema; that grant is left to you.
+--   * api_role's own privileges on the two tables and their id sequences are revoked (the
+--     simplified grants of PGQueuer's PostgREST document give them), so it can do nothing to
+--     the queue except call this function. A WARNING says so if it still has access through
+--     PUBLIC or another role. It needs USAGE on api_schema only, not on queue_schema; that
+--     grant is left to you.
 --   * owner_role must not be a superuser in production: a flaw in the body would then have
 --     the run of the whole cluster (the script warns). It needs USAGE on queue_schema, SELECT
 --     and INSERT on queue_table, INSERT on log_table and USAGE on the id sequence, owned or
@@ -61,8 +62,9 @@
 --
 -- Running it again is safe: the function is replaced, its owner and grants are set again, and
 -- changed limits or allow-lists take effect at commit. Running sql/install.sql afterwards
--- turns the function back into the plain SECURITY INVOKER one. sql/uninstall.sql removes
--- either (pass the same api_schema and function_name).
+-- turns the function back into the plain one (owned by the queue table's owner, without the
+-- limits and the allow-list). sql/uninstall.sql removes either (pass the same api_schema and
+-- function_name).
 --
 -- After installing, reload PostgREST's schema cache (NOTIFY pgrst, 'reload schema').
 

@@ -5,8 +5,8 @@
 -- Pass the same api_schema and function_name as to the install (defaults: public,
 -- fn_pgqueuer_enqueue_batch), e.g. -v api_schema=api -v function_name=enqueue_jobs.
 --
--- The table and sequence grants are left in place, as sql/uninstall.sql leaves them: the
--- single function (or other users of the queue) may still need them.
+-- install-batch.sql granted the api role EXECUTE on the function and nothing else; dropping
+-- the function takes that grant with it.
 --
 -- Running it when the function is already gone is not an error. Reload PostgREST's schema
 -- cache afterwards (NOTIFY pgrst, 'reload schema').

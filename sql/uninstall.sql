@@ -5,11 +5,8 @@
 -- Pass the same api_schema and function_name as to the install (defaults: public,
 -- fn_pgqueuer_enqueue), e.g. -v api_schema=api -v function_name=enqueue_job.
 --
--- The table and sequence grants that install.sql gave the api role are left in place: the
--- role may have held them before, and taking them away could break other users of the
--- queue. Revoke them by hand if nothing else needs them:
---   REVOKE INSERT, SELECT, UPDATE ON pgqueuer, pgqueuer_log FROM pgqapi;
---   REVOKE USAGE, SELECT ON SEQUENCE pgqueuer_id_seq FROM pgqapi;
+-- install.sql granted the api role EXECUTE on the function and nothing else; dropping the
+-- function takes that grant with it, so the role is left holding nothing this script gave.
 --
 -- Running it when the function is already gone is not an error.
 

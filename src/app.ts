@@ -10,6 +10,7 @@ import { AmqpSettlePort } from './amqp/settle-port.ts';
 import { amqpSocketOptions } from './amqp/tls.ts';
 import type { Config } from './config/config.ts';
 import { readConfiguredFile } from './config/files.ts';
+import { onceFunctions } from './config/idempotency.ts';
 import { toError } from './errors.ts';
 import { type HttpEndpoint, startHttp } from './http.ts';
 import type { EnqueueArgs } from './message/decode.ts';
@@ -20,6 +21,7 @@ import { createTokenSource, type TokenSource, withTokenRefresh } from './postgre
 import { Batcher } from './postgrest/batcher.ts';
 import { RpcClient, rpcSocketBudget } from './postgrest/client.ts';
 import { type Enqueuer, singleEnqueuer } from './postgrest/enqueuer.ts';
+import { LedgerMaintenance } from './postgrest/ledger-maintenance.ts';
 import { expectedFunctions, type ProbeReport, probeEndpoint } from './postgrest/probe.ts';
 import { EndpointWatch } from './postgrest/watch.ts';
 import { type Readiness, readiness } from './readiness.ts';
@@ -74,6 +76,7 @@ export class App {
   readonly #circuit: Circuit;
   readonly #pipeline: Pipeline;
   #http: HttpEndpoint | undefined;
+  readonly #ledgerMaintenance: LedgerMaintenance | undefined;
   #tokens: TokenSource | undefined;
   #stopping: Promise<number> | undefined;
   #wasReady = false;
@@ -103,7 +106,13 @@ export class App {
         ca: endpointCa,
         batchFunction: config.batch.enabled ? config.batch.function : undefined,
         batchTimeoutMs: config.batch.timeoutMs,
+        ...onceFunctions(config),
       });
+    const { maintenanceIntervalMs, table } = config.ledger;
+    this.#ledgerMaintenance =
+      maintenanceIntervalMs === undefined || !(this.#rpc instanceof RpcClient)
+        ? undefined
+        : new LedgerMaintenance(this.#rpc, { table, intervalMs: maintenanceIntervalMs }, logger);
     const settings: ConnectionSettings = {
       ...config.amqp,
       urls: config.amqp.nodes,
@@ -210,7 +219,11 @@ export class App {
       config.sources.map((source) => {
         const postBatch = rpc.postBatch;
         if (!config.batch.enabled || postBatch === undefined) return [source.queue, single];
-        const post = withTokenRefresh((bodies: readonly string[]) => postBatch.call(rpc, bodies), tokens);
+        const once = source.idempotency !== undefined;
+        const post = withTokenRefresh(
+          (bodies: readonly string[]) => postBatch.call(rpc, bodies, once),
+          tokens,
+        );
         const batcher = new Batcher(
           { postBatch: post },
           { ...config.batch, concurrency: source.concurrency },
@@ -316,6 +329,7 @@ export class App {
     this.#publisher.start();
     this.#consumer.start();
     this.#watch.start();
+    this.#ledgerMaintenance?.start();
   }
 
   /** Resolves once consuming has started (for tests and the demo). */
@@ -349,6 +363,7 @@ export class App {
     steps.push(['close endpoint watch', () => this.#watch.close()]);
     steps.push(['close consumer', () => this.#consumer.close(left())]);
     steps.push(['close publisher', () => this.#publisher.close(left())]);
+    steps.push(['stop ledger maintenance', () => this.#ledgerMaintenance?.stop()]);
     steps.push(['close rpc client', () => this.#rpc.close?.()]);
     steps.push(['close token source', () => this.#tokens?.close()]);
     steps.push(['close http', () => this.#http?.close()]);

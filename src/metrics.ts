@@ -85,6 +85,12 @@ export class Metrics {
     'Deliveries acked because their dedupe key was already queued or picked',
     ['queue'],
   );
+  readonly replayed = new TypedCounter(
+    this.registry,
+    'pgq_bridge_replayed_total',
+    'Deliveries acked because the idempotency ledger knew their message id (no new job)',
+    ['queue'],
+  );
   readonly deadLettered = new TypedCounter(
     this.registry,
     'pgq_bridge_dead_lettered_total',

@@ -27,6 +27,10 @@ const VARIABLES = {
   'queue-table': name("PGQueuer's queue table [pgqueuer]"),
   'log-table': name("PGQueuer's log table [pgqueuer_log]"),
   'function-name': name('the function [fn_pgqueuer_enqueue; with --batch fn_pgqueuer_enqueue_batch]'),
+  'batch-function': name(
+    '--ledger: the bulk function the _once bulk function wraps [fn_pgqueuer_enqueue_batch]',
+  ),
+  'ledger-table': name('--ledger: the ledger table, which names fn_<table>_prepare/_prune [pgqueuer_ledger]'),
   'api-role': name('role that may call the function; must exist [pgqapi]'),
   'owner-role': name('--hardened: role the function runs as [owner of the queue table]'),
   'max-payload-bytes': {
@@ -39,6 +43,12 @@ const VARIABLES = {
     type: 'string',
     value: 'SIZE',
     description: '--hardened: largest headers object as JSON text [64kB]',
+    identifier: false,
+  },
+  retention: {
+    type: 'string',
+    value: 'INTERVAL',
+    description: '--ledger: how long entries are kept at least, the floor of pruning [7 days]',
     identifier: false,
   },
   'allowed-entrypoints': {
@@ -54,6 +64,10 @@ const options = {
   hardened: {
     type: 'boolean',
     description: 'the SECURITY DEFINER function with in-database limits (sql/install-hardened.sql)',
+  },
+  ledger: {
+    type: 'boolean',
+    description: 'the idempotency ledger and its _once functions (sql/install-ledger.sql)',
   },
   uninstall: { type: 'boolean', description: 'the script that removes the function instead' },
   ...VARIABLES,
@@ -71,7 +85,7 @@ export const sqlCommand = defineCommand({
     'Values are passed through exactly (quotes, backslashes and newlines cannot end the line);',
     'an option the chosen script does not read is refused. --uninstall --hardened removes the',
     'hardened function (it has the same signature as the plain one); --batch cannot be',
-    'combined with --hardened.',
+    'combined with --hardened. --ledger installs the ledger beside the functions already there.',
   ],
   options,
   readsConfig: false,
@@ -99,11 +113,20 @@ export const sqlCommand = defineCommand({
   },
 });
 
-function scriptFile(values: { batch?: boolean; hardened?: boolean; uninstall?: boolean }): string {
+function scriptFile(values: {
+  batch?: boolean;
+  hardened?: boolean;
+  ledger?: boolean;
+  uninstall?: boolean;
+}): string {
+  if (values.ledger === true && (values.batch === true || values.hardened === true)) {
+    throw new UsageError('--ledger goes alone: it wraps whichever functions are installed', 'sql');
+  }
   if (values.batch === true && values.hardened === true) {
     throw new UsageError('--batch and --hardened do not combine: there is no hardened bulk function', 'sql');
   }
   const action = values.uninstall === true ? 'uninstall' : 'install';
+  if (values.ledger === true) return `${action}-ledger.sql`;
   if (values.batch === true) return `${action}-batch.sql`;
   // The hardened function has the plain one's signature, so the plain uninstall removes it.
   return values.hardened === true && action === 'install' ? 'install-hardened.sql' : `${action}.sql`;

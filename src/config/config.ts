@@ -3,6 +3,7 @@ import { validateHeaderValue } from 'node:http';
 import { z } from 'zod';
 import { ConfigError, toError } from '../errors.ts';
 import { expandHosts } from './broker-urls.ts';
+import { idempotencySchema, ledgerSchema } from './idempotency.ts';
 
 /**
  * Configuration is read once at start: a JSON file, then a few environment variables for
@@ -126,6 +127,7 @@ const sourceSchema = z
       .describe(
         'Use the AMQP message-id as dedupe_key when the message has none (makes redelivery idempotent).',
       ),
+    idempotency: idempotencySchema.optional(),
   })
   .superRefine((source, ctx) => {
     if (source.mode === 'raw' && source.entrypoint === undefined && source.entrypointHeader === undefined) {
@@ -425,6 +427,7 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Memory bounds of intake.'),
+    ledger: ledgerSchema,
     shutdown: z
       .strictObject({
         graceMs: durationMs('On SIGTERM/SIGINT, how long in-flight deliveries may take to finish.', 20_000),

@@ -22,6 +22,8 @@ export interface EnqueueArgs {
   readonly dedupeKey?: string;
   /** JSON text of an object, forwarded unchanged. */
   readonly headersJson?: string;
+  /** The message's identity for the idempotency ledger (see identity.ts). */
+  readonly messageId?: string;
 }
 
 export type InvalidReason =
@@ -41,7 +43,9 @@ export type InvalidReason =
   | 'invalid_headers'
   | 'entrypoint_not_allowed'
   | 'payload_too_large'
-  | 'headers_too_large';
+  | 'headers_too_large'
+  | 'missing_message_id'
+  | 'invalid_message_id';
 
 export class InvalidMessageError extends BridgeError {
   readonly reason: InvalidReason;
@@ -71,7 +75,7 @@ export type DecodeResult =
 
 export type DecodeOptions = Pick<
   SourceConfig,
-  'mode' | 'entrypoint' | 'entrypointHeader' | 'dedupeKeyFromMessageId'
+  'mode' | 'entrypoint' | 'entrypointHeader' | 'dedupeKeyFromMessageId' | 'idempotency'
 >;
 
 export const PG_INT_MIN = -2_147_483_648;
@@ -104,7 +108,7 @@ export function decodeMessage(message: IncomingMessage, options: DecodeOptions):
   }
 }
 
-function invalid(reason: InvalidReason, message: string): never {
+export function invalid(reason: InvalidReason, message: string): never {
   throw new InvalidMessageError(reason, message);
 }
 
@@ -127,7 +131,12 @@ function decodeEnvelope(message: IncomingMessage, options: DecodeOptions): Enque
     invalid('not_an_object', `the message body must be a JSON object, got ${jsonType(parsed)}`);
   }
   const fields = parsed as Record<string, unknown>;
-  for (const key in fields) if (!ENVELOPE_FIELDS.has(key)) rejectUnknownFields(fields);
+  // The field that carries the message's identity, when the source reads it from the body.
+  const identity = options.idempotency?.messageId;
+  const identityField = identity?.from === 'field' ? identity.name : undefined;
+  for (const key in fields) {
+    if (!ENVELOPE_FIELDS.has(key) && key !== identityField) rejectUnknownFields(fields, identityField);
+  }
 
   // Only payload objects and headers need their source text, so most messages skip the scan.
   let spans: ReturnType<typeof topLevelSpans> | undefined;
@@ -163,12 +172,12 @@ function decodeEnvelope(message: IncomingMessage, options: DecodeOptions): Enque
   return build(entrypoint, payload, priority, executeAfter, dedupeKey, headersJson);
 }
 
-function rejectUnknownFields(fields: Record<string, unknown>): never {
-  const unknown = Object.keys(fields).filter((key) => !ENVELOPE_FIELDS.has(key));
+function rejectUnknownFields(fields: Record<string, unknown>, identityField: string | undefined): never {
+  const unknown = Object.keys(fields).filter((key) => !ENVELOPE_FIELDS.has(key) && key !== identityField);
   invalid(
     'unknown_field',
     `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; ` +
-      'allowed: entrypoint, payload, priority, execute_after, dedupe_key, headers',
+      `allowed: entrypoint, payload, priority, execute_after, dedupe_key, headers${identityField === undefined ? '' : `, ${identityField}`}`,
   );
 }
 
@@ -348,7 +357,7 @@ export function withTraceContext(
 }
 
 /** PostgreSQL text cannot hold NUL, and lone surrogates have no UTF-8 encoding. */
-function checkText(reason: InvalidReason, what: string, value: string, maxBytes: number): void {
+export function checkText(reason: InvalidReason, what: string, value: string, maxBytes: number): void {
   if (value.trim() === '') invalid(reason, `${what} must not be empty`);
   if (value.includes('\u0000'))
     invalid(reason, `${what} contains a NUL character, which PostgreSQL text cannot store`);

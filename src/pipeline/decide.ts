@@ -9,6 +9,7 @@ import type { Outcome } from '../postgrest/classify.ts';
  * |-----------------------------|--------------------------------------------|--------------------------|
  * | any                         | the delivery's channel is gone             | release (lost)           |
  * | enqueued / duplicate        |                                            | ack                      |
+ * | replayed (ledger knew it)   |                                            | ack, with the first job  |
  * | any other                   | draining for shutdown                      | release (draining)       |
  * | invalid message             |                                            | dead-letter              |
  * | rejected_by_rpc             |                                            | dead-letter              |
@@ -53,7 +54,7 @@ export interface Rules {
 }
 
 export type Action =
-  | { readonly kind: 'ack'; readonly as: 'enqueued' | 'duplicate' }
+  | { readonly kind: 'ack'; readonly as: 'enqueued' | 'duplicate' | 'replayed' }
   | { readonly kind: 'dead_letter'; readonly as: 'invalid_message' | 'rejected_by_rpc' | 'repeated_failure' }
   | { readonly kind: 'retry'; readonly via: 'backoff' | 'circuit' }
   | {
@@ -64,6 +65,7 @@ export type Action =
 
 const ACK_ENQUEUED: Action = { kind: 'ack', as: 'enqueued' };
 const ACK_DUPLICATE: Action = { kind: 'ack', as: 'duplicate' };
+const ACK_REPLAYED: Action = { kind: 'ack', as: 'replayed' };
 const LOST: Action = { kind: 'release', why: 'lost' };
 const DRAINING: Action = { kind: 'release', why: 'draining' };
 const HELD_TOO_LONG: Action = { kind: 'hand_back', why: 'held_too_long' };
@@ -90,6 +92,8 @@ function afterCall(outcome: Outcome, facts: DeliveryFacts, rules: Rules): Action
       return ACK_ENQUEUED;
     case 'duplicate':
       return ACK_DUPLICATE;
+    case 'replayed':
+      return ACK_REPLAYED;
     case 'rejected_by_rpc':
       return facts.draining ? DRAINING : { kind: 'dead_letter', as: 'rejected_by_rpc' };
     case 'endpoint_fault':

@@ -77,7 +77,7 @@ export type PublishResult =
   | { readonly ok: false; readonly kind: PublishFailureKind; readonly message: string };
 
 export interface ReplyBody {
-  readonly status: 'enqueued' | 'duplicate' | 'dead_lettered' | 'replayed';
+  readonly status: 'enqueued' | 'duplicate' | 'dead_lettered';
   readonly [key: string]: unknown;
 }
 

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config, SourceConfig } from '../config/config.ts';
 import { toError } from '../errors.ts';
 import { decodeMessage, type EnqueueArgs } from '../message/decode.ts';
+import { identify } from '../message/identity.ts';
 import type { Policy } from '../message/policy.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Outcome } from '../postgrest/classify.ts';
@@ -147,7 +148,8 @@ export class Pipeline {
   /** Synchronous up to the first I/O: decoding needs no frame of its own. */
   #process(delivery: Delivery, hold: Hold): Promise<void> | undefined {
     if (this.draining || !delivery.live) return;
-    const decoded = decodeMessage({ body: delivery.body, properties: delivery.attributes }, delivery.source);
+    const message = { body: delivery.body, properties: delivery.attributes };
+    const decoded = identify(decodeMessage(message, delivery.source), message, delivery.source.idempotency);
     const rejection = decoded.ok ? this.#deps.policy.check(decoded.args) : decoded.error;
     if (rejection !== undefined) {
       const action = this.#decide({ kind: 'invalid_message' }, delivery, hold, 0, false);
@@ -253,7 +255,9 @@ export class Pipeline {
           delivery,
           args,
           action.as,
-          attempt.outcome.kind === 'enqueued' ? attempt.outcome.jobId : undefined,
+          attempt.outcome.kind === 'enqueued' || attempt.outcome.kind === 'replayed'
+            ? attempt.outcome.jobId
+            : undefined,
         );
       case 'dead_letter': {
         const reason =
@@ -315,5 +319,10 @@ export class Pipeline {
 
 /** The endpoint answered for the message itself: it is healthy, whatever the answer was. */
 function answered(outcome: Outcome): boolean {
-  return outcome.kind === 'enqueued' || outcome.kind === 'duplicate' || outcome.kind === 'rejected_by_rpc';
+  return (
+    outcome.kind === 'enqueued' ||
+    outcome.kind === 'replayed' ||
+    outcome.kind === 'duplicate' ||
+    outcome.kind === 'rejected_by_rpc'
+  );
 }

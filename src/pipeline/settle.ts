@@ -51,17 +51,11 @@ export class Settler {
   async ack(
     delivery: Delivery,
     args: EnqueueArgs,
-    as: 'enqueued' | 'duplicate',
+    as: 'enqueued' | 'duplicate' | 'replayed',
     jobId: string | undefined,
   ): Promise<void> {
     const { metrics, logger } = this.#context;
-    if (replyTo(delivery) !== undefined) {
-      await this.#reply(
-        delivery,
-        as === 'enqueued' ? { status: 'enqueued' } : { status: 'duplicate', dedupe_key: args.dedupeKey },
-        jobId,
-      );
-    }
+    if (replyTo(delivery) !== undefined) await this.#reply(delivery, REPLY_BODIES[as](args), jobId);
     if (!delivery.ack()) {
       // The channel went away after the job was written: the broker redelivers the message, and
       // with a dedupe key the second call ends as a duplicate.
@@ -80,6 +74,14 @@ export class Settler {
           'enqueued',
         );
       }
+      return;
+    }
+    if (as === 'replayed') {
+      metrics.replayed.inc({ queue: delivery.source.queue });
+      logger.info(
+        { ...deliveryFields(delivery), entrypoint: args.entrypoint, jobId, outcome: 'replayed' },
+        'message already enqueued (idempotency ledger); acked with its first job',
+      );
       return;
     }
     metrics.duplicates.inc({ queue: delivery.source.queue });
@@ -212,6 +214,18 @@ export class Settler {
     );
   }
 }
+
+/**
+ * What a reply_to gets. A replay says `enqueued` with the first delivery's job id, as the first
+ * reply did, so a publisher waiting for it needs no second case; `replayed` tells the two apart.
+ */
+const REPLY_BODIES: Readonly<
+  Record<'enqueued' | 'duplicate' | 'replayed', (args: EnqueueArgs) => ReplyBody>
+> = {
+  enqueued: () => ({ status: 'enqueued' }),
+  replayed: () => ({ status: 'enqueued', replayed: true }),
+  duplicate: (args) => ({ status: 'duplicate', dedupe_key: args.dedupeKey }),
+};
 
 const HAND_BACK_MESSAGES: Readonly<Record<HandBackWhy, string>> = {
   held_too_long: 'held too long without success; returned to the queue',

@@ -136,7 +136,11 @@ function itemAttempt(item: BatchItemResult | undefined, got: number, sent: numbe
     return { outcome: classify(result, BULK_CONTEXT), result };
   }
   if (item === 'duplicate') return { outcome: DUPLICATE, result: { kind: 'duplicate' } };
-  return { outcome: { kind: 'enqueued', jobId: item.id }, result: { kind: 'enqueued', jobId: item.id } };
+  const result: RpcResult =
+    item.replayed === true
+      ? { kind: 'enqueued', jobId: item.id, replayed: true }
+      : { kind: 'enqueued', jobId: item.id };
+  return { outcome: classify(result, BULK_CONTEXT), result };
 }
 
 const DUPLICATE: Outcome = { kind: 'duplicate' };

@@ -7,6 +7,7 @@ import type { RpcResult } from './client.ts';
  * | outcome          | bridge action                                                   |
  * |------------------|-----------------------------------------------------------------|
  * | enqueued         | ack                                                             |
+ * | replayed         | ack, counted (the ledger knew the message: its first job's id)  |
  * | duplicate        | ack, counted (the dedupe key is already queued or picked)       |
  * | rejected_by_rpc  | dead-letter with the reason, then ack                           |
  * | transient        | hold unacked, back off, retry                                   |
@@ -16,6 +17,7 @@ import type { RpcResult } from './client.ts';
  */
 export type Outcome =
   | { readonly kind: 'enqueued'; readonly jobId: string }
+  | { readonly kind: 'replayed'; readonly jobId: string }
   | { readonly kind: 'duplicate' }
   | { readonly kind: 'rejected_by_rpc' }
   | { readonly kind: 'transient'; readonly retryAfterMs: number; readonly ambiguous: boolean }
@@ -138,7 +140,9 @@ const PROXY_AMBIGUOUS_STATUSES = new Set([502, 504]);
 export function classify(result: RpcResult, context: ClassifyContext): Outcome {
   switch (result.kind) {
     case 'enqueued':
-      return { kind: 'enqueued', jobId: result.jobId };
+      return result.replayed === true
+        ? { kind: 'replayed', jobId: result.jobId }
+        : { kind: 'enqueued', jobId: result.jobId };
     case 'duplicate':
       return { kind: 'duplicate' };
     case 'bad_response':

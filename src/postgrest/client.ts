@@ -12,10 +12,11 @@ import type { EnqueueArgs } from '../message/decode.ts';
  */
 
 /** One job of a bulk call: its id, or skipped because its dedupe key is already queued. */
-export type BatchItemResult = { readonly id: string } | 'duplicate';
+export type BatchItemResult = { readonly id: string; readonly replayed?: true } | 'duplicate';
 
 export type RpcResult =
-  | { readonly kind: 'enqueued'; readonly jobId: string }
+  /** `replayed`: the ledger knew the message; the job is the one its first delivery made. */
+  | { readonly kind: 'enqueued'; readonly jobId: string; readonly replayed?: true }
   /** The bulk function skipped the job: its dedupe key is already queued or picked. */
   | { readonly kind: 'duplicate' }
   | {
@@ -56,11 +57,16 @@ export interface RpcClientOptions {
   readonly batchFunction?: string | undefined;
   /** Timeout of a bulk call: it writes many jobs, so it gets its own budget. */
   readonly batchTimeoutMs?: number | undefined;
+  /** The ledger's variants (sql/install-ledger.sql), for messages with an identity. */
+  readonly onceFunction?: string | undefined;
+  readonly batchOnceFunction?: string | undefined;
 }
 
 /** Past this a body is not an answer we can use (a bulk result for 100k jobs is ~3 MiB). */
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 const JOB_ID = /^\s*(-?\d+)\s*$/;
+/** The `_once` functions' answer, as jsonb prints it. */
+const ONCE_RESULT = /^\s*\{\s*"id"\s*:\s*(-?\d+)\s*,\s*"replayed"\s*:\s*(true|false)\s*\}\s*$/;
 
 /**
  * The request body. Bytes go as bytea hex text (`\x…`): PostgREST hands a JSON string to
@@ -68,7 +74,10 @@ const JOB_ID = /^\s*(-?\d+)\s*$/;
  * Headers are the publisher's own JSON text, so large integers in them stay exact.
  */
 export function encodeEnqueueBody(args: EnqueueArgs): string {
-  let body = `{"entrypoint":${JSON.stringify(args.entrypoint)}`;
+  let body =
+    args.messageId === undefined
+      ? `{"entrypoint":${JSON.stringify(args.entrypoint)}`
+      : `{"message_id":${JSON.stringify(args.messageId)},"entrypoint":${JSON.stringify(args.entrypoint)}`;
   if (args.payload !== undefined) body += `,"payload":"\\\\x${args.payload.toString('hex')}"`;
   if (args.priority !== undefined) body += `,"priority":${args.priority}`;
   if (args.executeAfter !== undefined) body += `,"execute_after":${JSON.stringify(args.executeAfter)}`;
@@ -84,16 +93,21 @@ export class RpcClient {
   readonly #endpoint: string;
   readonly #target: Target;
   readonly #batchTarget: Target | undefined;
+  readonly #onceTarget: Target | undefined;
+  readonly #batchOnceTarget: Target | undefined;
 
   constructor(options: RpcClientOptions) {
     this.#options = options;
     const base = new URL(options.url);
-    const rpc = (fn: string): URL => new URL(`${base.pathname.replace(/\/+$/, '')}/rpc/${fn}`, base);
+    const rpc = (fn: string): URL => rpcUrl(base, fn);
     const target = rpc(options.function);
     this.#endpoint = target.href;
     this.#target = targetOf(target);
-    this.#batchTarget =
-      options.batchFunction === undefined ? undefined : targetOf(rpc(options.batchFunction));
+    const optional = (fn: string | undefined): Target | undefined =>
+      fn === undefined ? undefined : targetOf(rpc(fn));
+    this.#batchTarget = optional(options.batchFunction);
+    this.#onceTarget = optional(options.onceFunction);
+    this.#batchOnceTarget = optional(options.batchOnceFunction);
     const secure = base.protocol === 'https:';
     this.#transport = secure ? https : http;
     const agentOptions = {
@@ -114,16 +128,20 @@ export class RpcClient {
     return this.#endpoint;
   }
 
+  /** A message with an identity goes to the ledger's variant; one without, to the plain function. */
   enqueue(args: EnqueueArgs): Promise<RpcResult> {
-    return this.#post(this.#target, encodeEnqueueBody(args), interpretResponse, this.#options.timeoutMs);
+    const target = args.messageId === undefined ? this.#target : this.#onceTarget;
+    if (target === undefined) throw new Error('no _once function configured for a message with an identity');
+    return this.#post(target, encodeEnqueueBody(args), interpretResponse, this.#options.timeoutMs);
   }
 
   /**
    * One call of the bulk function: `{"jobs":[<the single call's body>, ...]}`, from the members'
    * bodies as `encodeEnqueueBody` made them (the batcher measures them before grouping).
    */
-  postBatch(bodies: readonly string[]): Promise<RpcResult | readonly BatchItemResult[]> {
-    if (this.#batchTarget === undefined) throw new Error('no batch function configured');
+  postBatch(bodies: readonly string[], once = false): Promise<RpcResult | readonly BatchItemResult[]> {
+    const target = once ? this.#batchOnceTarget : this.#batchTarget;
+    if (target === undefined) throw new Error(`no ${once ? '_once ' : ''}batch function configured`);
     let body: string;
     try {
       body = `{"jobs":[${bodies.join(',')}]}`;
@@ -132,10 +150,24 @@ export class RpcClient {
       return Promise.resolve({ kind: 'body_too_large', message: toError(error).message });
     }
     return this.#post(
-      this.#batchTarget,
+      target,
       body,
       interpretBatchResponse,
       this.#options.batchTimeoutMs ?? this.#options.timeoutMs,
+    );
+  }
+
+  /** Any other function of the API, called with `body` and the single-call timeout. */
+  call<T>(
+    fn: string,
+    body: string,
+    interpret: (status: number, text: string, retryAfter: string | undefined) => T | RpcResult,
+  ): Promise<T | RpcResult> {
+    return this.#post(
+      targetOf(rpcUrl(new URL(this.#options.url), fn)),
+      body,
+      interpret,
+      this.#options.timeoutMs,
     );
   }
 
@@ -205,6 +237,10 @@ export class RpcClient {
  */
 type Target = Pick<ReturnType<typeof urlToHttpOptions>, 'protocol' | 'hostname' | 'port' | 'path' | 'auth'>;
 
+function rpcUrl(base: URL, fn: string): URL {
+  return new URL(`${base.pathname.replace(/\/+$/, '')}/rpc/${fn}`, base);
+}
+
 function targetOf(url: URL): Target {
   const { protocol, hostname, port, path, auth } = urlToHttpOptions(url);
   return { protocol, hostname, port, path, auth };
@@ -220,6 +256,12 @@ export function interpretResponse(status: number, body: string, retryAfter: stri
     const match = JOB_ID.exec(body);
     // Kept as text: ids are BIGINT and JSON.parse would round those above 2^53.
     if (match?.[1] !== undefined) return { kind: 'enqueued', jobId: match[1] };
+    const once = ONCE_RESULT.exec(body);
+    if (once?.[1] !== undefined) {
+      return once[2] === 'true'
+        ? { kind: 'enqueued', jobId: once[1], replayed: true }
+        : { kind: 'enqueued', jobId: once[1] };
+    }
     return {
       kind: 'bad_response',
       status,
@@ -260,8 +302,8 @@ function parseErrorBody(body: string): PostgrestError | undefined {
 }
 
 /**
- * The bulk function's answer: a JSON array with, per job in input order, `{"id": <bigint>}` or
- * `{"duplicate": true}`. Read with a scanner rather than JSON.parse so ids keep every digit.
+ * The bulk function's answer: a JSON array with, per job in input order, `{"id": <bigint>}`
+ * (with `"replayed": true` from the ledger's variant) or `{"duplicate": true}`. Read with a scanner rather than JSON.parse so ids keep every digit.
  */
 export function interpretBatchResponse(
   status: number,
@@ -281,7 +323,7 @@ export function interpretBatchResponse(
   for (const element of trimmed.matchAll(/\{[^{}]*\}/g)) {
     const text = element[0];
     const id = /"id"\s*:\s*(-?\d+)/.exec(text)?.[1];
-    if (id !== undefined) items.push({ id });
+    if (id !== undefined) items.push(/"replayed"\s*:\s*true/.test(text) ? { id, replayed: true } : { id });
     else if (/"duplicate"\s*:\s*true/.test(text)) items.push('duplicate');
     else
       return {

@@ -299,10 +299,11 @@ describe('sql/install-batch.sql with the default names', { timeout: 120_000 }, (
     await db.pool.query('TRUNCATE pgqueuer, pgqueuer_log');
   });
 
-  test('one jsonb argument and a jsonb result, run as the caller; EXECUTE for the api role only', async () => {
+  test('one jsonb argument and a jsonb result, run as the owner with a fixed search_path; EXECUTE for the api role only', async () => {
     const { rows } = await db.pool.query(
       `SELECT pg_get_function_arguments(p.oid) AS arguments, p.prorettype::regtype::text AS returns,
               l.lanname AS language, p.provolatile AS volatility, p.prosecdef AS security_definer,
+              p.proconfig AS config,
               NOT EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public_cannot_execute,
               has_function_privilege($2, p.oid, 'EXECUTE') AS api_can_execute,
               has_function_privilege($3, p.oid, 'EXECUTE') AS other_can_execute
@@ -316,7 +317,8 @@ describe('sql/install-batch.sql with the default names', { timeout: 120_000 }, (
         returns: 'jsonb',
         language: 'plpgsql',
         volatility: 'v',
-        security_definer: false,
+        security_definer: true,
+        config: ['search_path=pg_catalog, pg_temp'],
         public_cannot_execute: true,
         api_can_execute: true,
         other_can_execute: false,

@@ -93,6 +93,19 @@ describe('pgq-bridge sql | psql', () => {
     assert.equal(await canExecute('pgqb_cli_api', `public.fn_pgqueuer_enqueue${SINGLE}`), undefined);
   });
 
+  it('--ledger installs the _once functions beside the plain ones and --ledger --uninstall removes them', async () => {
+    install(db, ['--api-role', 'pgqb_cli_api']);
+    install(db, ['--batch', '--api-role', 'pgqb_cli_api']);
+    install(db, ['--ledger', '--api-role', 'pgqb_cli_api', '--retention', '3 days']);
+    const { rows } = await db.pool.query<{ args: string }>(
+      "SELECT pg_get_function_identity_arguments(oid) AS args FROM pg_proc WHERE proname = 'fn_pgqueuer_enqueue_once'",
+    );
+    assert.equal(rows.length, 1, 'the single _once function exists');
+    assert.equal(await canExecute('pgqb_cli_api', 'public.fn_pgqueuer_enqueue_batch_once(jsonb)'), true);
+    install(db, ['--ledger', '--uninstall']);
+    assert.equal(await canExecute('pgqb_cli_api', 'public.fn_pgqueuer_enqueue_batch_once(jsonb)'), undefined);
+  });
+
   it('every value comes back from psql byte for byte', () => {
     // Each character class psql's backslash-command lexer treats specially, plus plain text.
     const values = [

@@ -38,14 +38,14 @@ async function assertInstalled(db: ScratchDatabase, installation: Installation):
   const { rows } = await db.pool.query(
     `SELECT pg_get_function_arguments(p.oid) AS arguments, p.prorettype::regtype::text AS returns,
             l.lanname AS language, p.provolatile AS volatility, p.prosecdef AS security_definer,
+            p.proconfig AS config, p.proowner = (SELECT relowner FROM pg_class WHERE oid = $3::text::regclass) AS owned_like_the_queue,
             p.proacl IS NOT NULL AND NOT EXISTS (
               SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'
             ) AS public_cannot_execute,
             has_function_privilege($2, p.oid, 'EXECUTE') AS role_can_execute,
-            has_table_privilege($2, $3, 'INSERT, SELECT, UPDATE') AND has_table_privilege($2, $4, 'INSERT, SELECT, UPDATE')
-              AS role_can_write,
-            has_table_privilege($2, $3, 'DELETE') OR has_table_privilege($2, $4, 'DELETE') AS role_can_delete,
-            has_sequence_privilege($2, pg_get_serial_sequence($3, 'id'), 'USAGE, SELECT') AS role_can_draw_ids
+            has_table_privilege($2, $3, 'INSERT, SELECT, UPDATE, DELETE, TRUNCATE')
+              OR has_table_privilege($2, $4, 'INSERT, SELECT, UPDATE, DELETE, TRUNCATE') AS role_can_touch_tables,
+            has_sequence_privilege($2, pg_get_serial_sequence($3, 'id'), 'USAGE, SELECT, UPDATE') AS role_can_draw_ids
      FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
      WHERE p.oid = to_regprocedure($1)`,
     [`${fn}${SIGNATURE}`, role, queue, log],
@@ -56,12 +56,13 @@ async function assertInstalled(db: ScratchDatabase, installation: Installation):
       returns: 'bigint',
       language: 'plpgsql',
       volatility: 'v',
-      security_definer: false,
+      security_definer: true,
+      config: ['search_path=pg_catalog, pg_temp'],
+      owned_like_the_queue: true,
       public_cannot_execute: true,
       role_can_execute: true,
-      role_can_write: true,
-      role_can_delete: false,
-      role_can_draw_ids: true,
+      role_can_touch_tables: false,
+      role_can_draw_ids: false,
     },
   ]);
 }

@@ -112,6 +112,25 @@ describe('Batcher', () => {
     );
   });
 
+  it('reports an element the ledger knew as replayed, with its first job id', async () => {
+    const transport: BatchTransport = {
+      postBatch: async () =>
+        interpretBatchResponse(200, '[{"id": 7}, {"id": 5, "replayed": true}]', undefined),
+    };
+    const batcher = new Batcher(transport, OPTIONS);
+    const results = await Promise.all([
+      batcher.enqueue({ entrypoint: 'a', messageId: 'new' }, always),
+      batcher.enqueue({ entrypoint: 'b', messageId: 'seen' }, always),
+    ]);
+    assert.deepEqual(
+      results.map((r) => attempt(r).outcome),
+      [
+        { kind: 'enqueued', jobId: '7' },
+        { kind: 'replayed', jobId: '5' },
+      ],
+    );
+  });
+
   it('splits a batch PostgreSQL refuses until the bad job is alone, and enqueues the rest', async () => {
     const transport = fakeTransport();
     const batcher = new Batcher(transport, { ...OPTIONS, maxSize: 8 });

@@ -124,6 +124,7 @@ describe('parseConfig: valid input', () => {
       },
       policy: { maxPayloadBytes: 16 * 1024 * 1024, maxHeadersBytes: 64 * 1024 },
       intake: { maxInFlightBytes: 256 * 1024 * 1024 },
+      ledger: { table: 'pgqueuer_ledger' },
       shutdown: { graceMs: 20_000 },
       http: { enabled: true, host: '0.0.0.0', port: 9464 },
       log: { level: 'info' },

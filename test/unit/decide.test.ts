@@ -24,6 +24,7 @@ const base: DeliveryFacts = {
 const rpc = (outcome: Outcome): DeliveryEvent => ({ kind: 'rpc', outcome });
 const enqueued = rpc({ kind: 'enqueued', jobId: '1' });
 const duplicate = rpc({ kind: 'duplicate' });
+const replayed = rpc({ kind: 'replayed', jobId: '1' });
 const rejected = rpc({ kind: 'rejected_by_rpc' });
 const endpointFault = rpc({ kind: 'endpoint_fault' });
 const transient = rpc({ kind: 'transient', retryAfterMs: 0, ambiguous: false });
@@ -36,6 +37,7 @@ const deadLetterFailed: DeliveryEvent = { kind: 'dead_letter_failed' };
 const ALL_EVENTS = {
   enqueued,
   duplicate,
+  replayed,
   rejected,
   endpointFault,
   transient,
@@ -59,6 +61,8 @@ const rows: readonly [string, DeliveryEvent, Partial<DeliveryFacts>, Action][] =
     { kind: 'ack', as: 'enqueued' },
   ],
   ['duplicate held too long → ack', duplicate, held, { kind: 'ack', as: 'duplicate' }],
+  ['replayed (the ledger knew it) → ack, with the first job', replayed, {}, { kind: 'ack', as: 'replayed' }],
+  ['replayed while draining → ack', replayed, { draining: true }, { kind: 'ack', as: 'replayed' }],
   ['invalid message → dead-letter', invalid, {}, { kind: 'dead_letter', as: 'invalid_message' }],
   [
     'invalid message while draining → release',
@@ -168,7 +172,7 @@ describe('decide(): the delivery table', () => {
     });
   }
 
-  it('acks only on a job id or a dedupe-index conflict, whatever the facts', () => {
+  it('acks only on a job id, a dedupe-index conflict or a ledger replay, whatever the facts', () => {
     const factSets: Partial<DeliveryFacts>[] = [
       {},
       { draining: true },
@@ -179,7 +183,7 @@ describe('decide(): the delivery table', () => {
     for (const [name, event] of Object.entries(ALL_EVENTS)) {
       for (const facts of factSets) {
         const action = decide(event, { ...base, ...facts }, rules);
-        const mayAck = name === 'enqueued' || name === 'duplicate';
+        const mayAck = name === 'enqueued' || name === 'duplicate' || name === 'replayed';
         assert.equal(action.kind === 'ack', mayAck, `${name} with ${JSON.stringify(facts)}`);
       }
     }

@@ -110,6 +110,15 @@ describe('encodeEnqueueBody', () => {
   });
 });
 
+describe('encodeEnqueueBody with a message identity', () => {
+  it('sends message_id first, for the _once function', () => {
+    assert.equal(
+      encodeEnqueueBody({ entrypoint: 'e', messageId: 'm-"1"', dedupeKey: 'k' }),
+      '{"message_id":"m-\\"1\\"","entrypoint":"e","dedupe_key":"k"}',
+    );
+  });
+});
+
 describe('interpretResponse', () => {
   it('reads the job id of a 200', () => {
     assert.deepEqual(interpretResponse(200, '17', undefined), { kind: 'enqueued', jobId: '17' });
@@ -126,7 +135,29 @@ describe('interpretResponse', () => {
     assert.deepEqual(interpretResponse(200, ' 42\n', undefined), { kind: 'enqueued', jobId: '42' });
   });
 
-  const notAnId = ['null', '', '"17"', '[20, 21]', '{"id":17}', '17.5', 'true', '<html>ok</html>'];
+  it('reads the ledger variant’s answer, a replay with its first job id kept exact', () => {
+    assert.deepEqual(interpretResponse(200, '{"id": 17, "replayed": false}', undefined), {
+      kind: 'enqueued',
+      jobId: '17',
+    });
+    assert.deepEqual(interpretResponse(200, '{"id":9007199254740993,"replayed":true}', undefined), {
+      kind: 'enqueued',
+      jobId: '9007199254740993',
+      replayed: true,
+    });
+  });
+
+  const notAnId = [
+    'null',
+    '',
+    '"17"',
+    '[20, 21]',
+    '{"id":17}',
+    '{"id": 17, "replayed": "yes"}',
+    '17.5',
+    'true',
+    '<html>ok</html>',
+  ];
   for (const body of notAnId) {
     it(`treats a 2xx with body ${JSON.stringify(body)} as a bad response`, () => {
       const result = interpretResponse(200, body, undefined);
