@@ -2,8 +2,15 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { App } from '../../src/app.ts';
 import { type LogSink, metricValue, startApp } from '../support/app.ts';
-import { type Environment, MODES, startEnvironment } from '../support/environment.ts';
 import {
+  type Environment,
+  FAULT_RUNS,
+  type FaultRun,
+  runLabel,
+  startEnvironment,
+} from '../support/environment.ts';
+import {
+  accountingTable,
   assertAccounted,
   finishAndAccount,
   publishScenario,
@@ -31,6 +38,7 @@ describe('broker faults mid-stream (private RabbitMQ node)', () => {
   });
 
   after(async () => {
+    console.log(`\nbroker faults, by scenario and ledger:\n${accountingTable()}\n`);
     await node?.stop();
   });
 
@@ -44,16 +52,24 @@ describe('broker faults mid-stream (private RabbitMQ node)', () => {
   async function environment(
     prefix: string,
     server: { delayMs?: number } = {},
-    batch = false,
+    run: FaultRun = { mode: 'single', ledger: false },
   ): Promise<Environment> {
-    env = await startEnvironment(prefix, { amqpUrl: node.url, node: node.nodeName, server, batch });
+    const batch = run.mode === 'batch';
+    env = await startEnvironment(prefix, {
+      amqpUrl: node.url,
+      node: node.nodeName,
+      server,
+      batch,
+      ledger: run.ledger,
+    });
     return env;
   }
 
-  for (const mode of MODES)
-    it(`(c) all broker connections closed mid-stream, twice: reconnects, nothing lost (${mode} mode)`, async (t) => {
+  for (const run of FAULT_RUNS)
+    it(`(c) all broker connections closed mid-stream, twice: reconnects, nothing lost (${runLabel(run)})`, async (t) => {
+      const { mode, ledger } = run;
       // 20 ms per call keeps the stream going for several seconds, so both closes land mid-stream.
-      const current = await environment('fault_c', { delayMs: 20 }, mode === 'batch');
+      const current = await environment('fault_c', { delayMs: 20 }, run);
       const started = Date.now();
       const messages = await publishScenario(current, COUNT, `c-${mode}`);
       ({ app } = await startApp(current.bridgeConfig()));
@@ -68,12 +84,13 @@ describe('broker faults mid-stream (private RabbitMQ node)', () => {
         );
       }
       const report = await finishAndAccount(current, messages, started);
-      assertAccounted(t, `(c) close_all_connections x2, ${mode}`, report);
+      assertAccounted(t, `(c) close_all_connections x2, ${mode}`, report, ledger);
     });
 
-  for (const mode of MODES)
-    it(`(d) RabbitMQ stopped and started (stop_app/start_app) mid-stream: reconnects, nothing lost (${mode} mode)`, async (t) => {
-      const current = await environment('fault_d', { delayMs: 10 }, mode === 'batch');
+  for (const run of FAULT_RUNS)
+    it(`(d) RabbitMQ stopped and started (stop_app/start_app) mid-stream: reconnects, nothing lost (${runLabel(run)})`, async (t) => {
+      const { mode, ledger } = run;
+      const current = await environment('fault_d', { delayMs: 10 }, run);
       const started = Date.now();
       const messages = await publishScenario(current, COUNT, `d-${mode}`);
       ({ app } = await startApp(current.bridgeConfig()));
@@ -86,7 +103,7 @@ describe('broker faults mid-stream (private RabbitMQ node)', () => {
       await waitFor(() => running.ready, { timeoutMs: 30_000, message: 'ready after the broker is back' });
 
       const report = await finishAndAccount(current, messages, started);
-      assertAccounted(t, `(d) stop_app/start_app, ${mode}`, report);
+      assertAccounted(t, `(d) stop_app/start_app, ${mode}`, report, ledger);
     });
 
   it('a consumer cancelled by the broker (queue deleted) is reported, and consuming resumes on the re-declared queue', async () => {

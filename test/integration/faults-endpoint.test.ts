@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { after, afterEach, describe, it } from 'node:test';
 import type { App } from '../../src/app.ts';
 import { metricValue, startApp } from '../support/app.ts';
-import { type Environment, MODES, startEnvironment } from '../support/environment.ts';
+import { type Environment, FAULT_RUNS, runLabel, startEnvironment } from '../support/environment.ts';
 import {
+  accountingTable,
   assertAccounted,
   finishAndAccount,
   publishScenario,
   waitForProgress,
 } from '../support/fault-scenario.ts';
-import { BATCH_INSTALL_SQL, INSTALL_SQL, runPsql } from '../support/pg.ts';
+import { BATCH_INSTALL_SQL, INSTALL_SQL, LEDGER_INSTALL_SQL, runPsql } from '../support/pg.ts';
 import { waitFor } from '../support/rabbit.ts';
 
 /**
@@ -20,8 +21,13 @@ import { waitFor } from '../support/rabbit.ts';
 
 const COUNT = 3000;
 
-for (const mode of MODES)
-  describe(`RPC endpoint faults mid-stream (${mode} mode)`, () => {
+after(() => {
+  console.log(`\nendpoint faults, by scenario and ledger:\n${accountingTable()}\n`);
+});
+
+for (const run of FAULT_RUNS)
+  describe(`RPC endpoint faults mid-stream (${runLabel(run)})`, () => {
+    const { mode, ledger } = run;
     const batch = mode === 'batch';
     let env: Environment | undefined;
     let app: App | undefined;
@@ -34,7 +40,7 @@ for (const mode of MODES)
     });
 
     it('(a) endpoint stopped for ~20 s, then back: intake pauses, nothing is lost or dead-lettered wrongly', async (t) => {
-      env = await startEnvironment('fault_a', { batch });
+      env = await startEnvironment('fault_a', { batch, ledger });
       const started = Date.now();
       const messages = await publishScenario(env, COUNT, `a-${mode}`);
       ({ app } = await startApp(env.bridgeConfig({ retry: { initialDelayMs: 100, maxDelayMs: 2000 } })));
@@ -50,12 +56,12 @@ for (const mode of MODES)
       await waitFor(() => running.ready, { timeoutMs: 15_000, message: 'the bridge to recover' });
 
       const report = await finishAndAccount(env, messages, started);
-      assertAccounted(t, `(a) endpoint down 20 s, ${mode}`, report);
+      assertAccounted(t, `(a) endpoint down 20 s, ${mode}`, report, ledger);
       assert.ok((await metricValue(running, 'pgq_bridge_retries_total', { kind: 'transient' })) > 0);
     });
 
     it('(b) endpoint answering 503 and 504 for a while, and resets after commit: retried, duplicates only without a dedupe key', async (t) => {
-      env = await startEnvironment('fault_b', { batch });
+      env = await startEnvironment('fault_b', { batch, ledger });
       const started = Date.now();
       const messages = await publishScenario(env, COUNT, `b-${mode}`);
       ({ app } = await startApp(env.bridgeConfig({ retry: { initialDelayMs: 50, maxDelayMs: 1000 } })));
@@ -71,7 +77,7 @@ for (const mode of MODES)
       env.server.injectFault({ kind: 'reset', when: 'after-commit', times: 40 });
 
       const report = await finishAndAccount(env, messages, started);
-      assertAccounted(t, `(b) 503/504 and resets after commit, ${mode}`, report);
+      assertAccounted(t, `(b) 503/504 and resets after commit, ${mode}`, report, ledger);
       const running = app;
       assert.ok(
         (await metricValue(running, 'pgq_bridge_ambiguous_retries_total')) > 0,
@@ -82,7 +88,7 @@ for (const mode of MODES)
     });
 
     it('(g) function dropped (404) then recreated: held, never dead-lettered, resumed', async (t) => {
-      env = await startEnvironment('fault_g', { batch });
+      env = await startEnvironment('fault_g', { batch, ledger });
       const current = env;
       const started = Date.now();
       const messages = await publishScenario(env, COUNT, `g-${mode}`);
@@ -90,19 +96,18 @@ for (const mode of MODES)
       await waitForProgress(env, COUNT / 4);
 
       // The function this mode calls goes away.
-      await current.db.pool.query(
-        `DROP FUNCTION ${batch ? 'fn_pgqueuer_enqueue_batch' : 'fn_pgqueuer_enqueue'}`,
-      );
+      const called = `${batch ? 'fn_pgqueuer_enqueue_batch' : 'fn_pgqueuer_enqueue'}${ledger ? '_once' : ''}`;
+      await current.db.pool.query(`DROP FUNCTION ${called}`);
       await current.db.pool.query("NOTIFY pgrst, 'reload schema'");
       const running = app;
       await waitFor(() => !running.ready, { timeoutMs: 10_000, message: 'the bridge to report not ready' });
       await new Promise((resolve) => setTimeout(resolve, 5000));
       assert.equal(running.ready, false);
-      await runPsql(current.db.name, batch ? BATCH_INSTALL_SQL : INSTALL_SQL);
+      await runPsql(current.db.name, ledger ? LEDGER_INSTALL_SQL : batch ? BATCH_INSTALL_SQL : INSTALL_SQL);
       await current.db.pool.query("NOTIFY pgrst, 'reload schema'");
 
       const report = await finishAndAccount(current, messages, started);
-      assertAccounted(t, `(g) function dropped and recreated, ${mode}`, report);
+      assertAccounted(t, `(g) function dropped and recreated, ${mode}`, report, ledger);
       assert.ok((await metricValue(running, 'pgq_bridge_retries_total', { kind: 'endpoint_fault' })) > 0);
     });
   });

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { after, afterEach, describe, it } from 'node:test';
 import { BridgeProcess, type LogRecord } from '../support/bridge-process.ts';
-import { type Environment, MODES, startEnvironment } from '../support/environment.ts';
+import { type Environment, FAULT_RUNS, runLabel, startEnvironment } from '../support/environment.ts';
 import {
+  accountingTable,
   assertAccounted,
   finishAndAccount,
   jobTotal,
@@ -30,8 +31,13 @@ function counter(metrics: string, name: string): number {
     .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
 }
 
-for (const mode of MODES)
-  describe(`bridge process faults mid-stream (${mode} mode)`, () => {
+after(() => {
+  console.log(`\nprocess faults, by scenario and ledger:\n${accountingTable()}\n`);
+});
+
+for (const run of FAULT_RUNS)
+  describe(`bridge process faults mid-stream (${runLabel(run)})`, () => {
+    const { mode, ledger } = run;
     const batch = mode === 'batch';
     let env: Environment | undefined;
     const bridges: BridgeProcess[] = [];
@@ -50,7 +56,7 @@ for (const mode of MODES)
     }
 
     it('(e) SIGKILLed three times mid-stream on a quorum queue, restarted each time: nothing lost', async (t) => {
-      env = await startEnvironment('fault_e', { batch });
+      env = await startEnvironment('fault_e', { batch, ledger });
       const quorum = { 'x-queue-type': 'quorum' };
       // Debug level logs every outcome, so each redelivered message shows up with its count.
       const config = env.bridgeConfig({
@@ -69,7 +75,7 @@ for (const mode of MODES)
       const last = spawnBridge(config);
       await last.waitUntilReady();
       const report = await finishAndAccount(env, messages, started);
-      assertAccounted(t, `(e) SIGKILL x3 (quorum queue), ${mode}`, report);
+      assertAccounted(t, `(e) SIGKILL x3 (quorum queue), ${mode}`, report, ledger);
       // What a killed bridge held came back redelivered, with the quorum queue's x-delivery-count.
       const redelivered = bridges
         .flatMap((b) => b.logs)
@@ -84,7 +90,7 @@ for (const mode of MODES)
     });
 
     it('(f) SIGTERM mid-stream: drains, exits 0, dead-letters nothing because of the shutdown, leaves nothing unacked', async (t) => {
-      env = await startEnvironment('fault_f', { batch });
+      env = await startEnvironment('fault_f', { batch, ledger });
       const config = env.bridgeConfig();
       const started = Date.now();
       const messages = await publishScenario(env, COUNT, `f-${mode}`);
@@ -118,12 +124,12 @@ for (const mode of MODES)
       const second = spawnBridge(config);
       await second.waitUntilReady();
       const report = await finishAndAccount(env, messages, started);
-      assertAccounted(t, `(f) SIGTERM mid-stream, ${mode}`, report);
+      assertAccounted(t, `(f) SIGTERM mid-stream, ${mode}`, report, ledger);
       assert.equal(report.duplicateJobs, 0, 'a graceful stop acks every job it wrote');
     });
 
     it('a second signal exits at once (code 1) and the held messages return to the queue', async () => {
-      env = await startEnvironment('fault_f2', { batch });
+      env = await startEnvironment('fault_f2', { batch, ledger });
       const current = env;
       const config = env.bridgeConfig();
       const bridge = spawnBridge({ ...config, shutdown: { graceMs: 60_000 } });
@@ -151,14 +157,14 @@ for (const mode of MODES)
     });
 
     it('(h) two replicas on one queue share the work with no loss and no duplicates', async (t) => {
-      env = await startEnvironment('fault_h', { batch });
+      env = await startEnvironment('fault_h', { batch, ledger });
       const config = env.bridgeConfig();
       const replicas = [spawnBridge(config), spawnBridge(config)];
       await Promise.all(replicas.map((r) => r.waitUntilReady()));
       const started = Date.now();
       const messages = await publishScenario(env, COUNT, `h-${mode}`);
       const report = await finishAndAccount(env, messages, started);
-      assertAccounted(t, `(h) two replicas, ${mode}`, report);
+      assertAccounted(t, `(h) two replicas, ${mode}`, report, ledger);
       assert.equal(report.duplicateJobs, 0);
       const enqueued = await Promise.all(
         replicas.map(async (r) => counter(await metricsOf(r), 'pgq_bridge_enqueued_total')),

@@ -1,9 +1,6 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { BridgeProcess } from './bridge-process.ts';
 import { type Environment, type Mode, startEnvironment } from './environment.ts';
 import { finishAndAccount, type ScenarioReport, waitForProgress } from './fault-scenario.ts';
-import { runPsql } from './pg.ts';
 import { TestBroker, waitFor } from './rabbit.ts';
 import type { PrivateCluster } from './rabbit-cluster.ts';
 import type { PrivateNode } from './rabbit-node.ts';
@@ -24,7 +21,6 @@ import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 const QUORUM = { 'x-queue-type': 'quorum' } as const;
 /** Short, so a cut longer than two heartbeats stays short too. */
 export const HEARTBEAT_SECONDS = 2;
-const LEDGER_SQL = fileURLToPath(new URL('../../sql/install-ledger.sql', import.meta.url));
 
 export interface Replica {
   readonly bridge: BridgeProcess;
@@ -163,11 +159,11 @@ export async function runClusterScenario(
     amqpUrl: observer.url,
     node: observer.nodeName,
     batch,
+    ledger: scenario.ledger,
   });
-  const run = new ClusterRun(cluster, env, bridgeConfig(env, scenario));
+  const run = new ClusterRun(cluster, env, bridgeConfig(env));
   let publisher: TestBroker | undefined;
   try {
-    if (scenario.ledger) await installLedger(env);
     const channel = await env.broker.channel();
     await channel.assertQueue(env.queue, { durable: true, arguments: QUORUM });
     await channel.assertQueue(env.deadLetterQueue, { durable: true, arguments: QUORUM });
@@ -198,22 +194,8 @@ export async function runClusterScenario(
   }
 }
 
-function bridgeConfig(env: Environment, scenario: ClusterScenario): Record<string, unknown> {
-  const batch = scenario.mode === 'batch';
-  const config = env.bridgeConfig({
-    source: { queueArguments: QUORUM, deadLetterQueueArguments: QUORUM },
-  });
-  if (!scenario.ledger) return config;
-  return {
-    ...config,
-    postgrest: { ...(config.postgrest as object), function: 'fn_pgqueuer_enqueue_once' },
-    ...(batch ? { batch: { ...(config.batch as object), function: 'fn_pgqueuer_enqueue_batch_once' } } : {}),
-  };
-}
-
-async function installLedger(env: Environment): Promise<void> {
-  if (!existsSync(LEDGER_SQL)) throw new Error(`a ledger run needs ${LEDGER_SQL}`);
-  await runPsql(env.db.name, LEDGER_SQL);
+function bridgeConfig(env: Environment): Record<string, unknown> {
+  return env.bridgeConfig({ source: { queueArguments: QUORUM, deadLetterQueueArguments: QUORUM } });
 }
 
 /** About 300 messages a second in small confirmed chunks, so a fault lands while publishing goes on. */

@@ -1,4 +1,10 @@
-import { BATCH_INSTALL_SQL, createScratchDatabase, runPsql, type ScratchDatabase } from './pg.ts';
+import {
+  BATCH_INSTALL_SQL,
+  createScratchDatabase,
+  LEDGER_INSTALL_SQL,
+  runPsql,
+  type ScratchDatabase,
+} from './pg.ts';
 import {
   type PostgrestServer,
   type PostgrestServerOptions,
@@ -22,6 +28,8 @@ export interface Environment {
   readonly node: string | undefined;
   readonly queue: string;
   readonly deadLetterQueue: string;
+  /** Runs with the idempotency ledger: every job must be the only one of its message. */
+  readonly ledger: boolean;
   /** A complete bridge config (raw JSON form) for this environment, with overrides merged in. */
   bridgeConfig(overrides?: BridgeConfigOverrides): Record<string, unknown>;
   jobCountsByMid(): Promise<JobCount[]>;
@@ -42,18 +50,36 @@ export interface EnvironmentOptions {
   readonly server?: Partial<PostgrestServerOptions>;
   /** Install the bulk function and run bridges in batch mode. */
   readonly batch?: boolean;
+  /** Install the idempotency ledger and give the source an identity (the AMQP message-id). */
+  readonly ledger?: boolean;
 }
 
 /** The two ways the bridge can call PostgREST; correctness tests run in both. */
 export const MODES = ['single', 'batch'] as const;
 export type Mode = (typeof MODES)[number];
 
+/** A fault scenario runs in each mode at least once, and exactly once with the ledger. */
+export interface FaultRun {
+  readonly mode: Mode;
+  readonly ledger: boolean;
+}
+
+export const FAULT_RUNS: readonly FaultRun[] = [false, true].flatMap((ledger) =>
+  MODES.map((mode) => ({ mode, ledger })),
+);
+
+export function runLabel(run: FaultRun): string {
+  return `${run.mode} mode, ${run.ledger ? 'ledger on' : 'at least once'}`;
+}
+
 export async function startEnvironment(
   prefix: string,
   options: EnvironmentOptions = {},
 ): Promise<Environment> {
   const db = await createScratchDatabase(`pgqb_${prefix}`);
-  if (options.batch === true) await runPsql(db.name, BATCH_INSTALL_SQL);
+  // The ledger's bulk variant wraps the bulk function, so a ledger needs it in either mode.
+  if (options.batch === true || options.ledger === true) await runPsql(db.name, BATCH_INSTALL_SQL);
+  if (options.ledger === true) await runPsql(db.name, LEDGER_INSTALL_SQL);
   let server: PostgrestServer | undefined;
   let broker: TestBroker | undefined;
   try {
@@ -76,10 +102,17 @@ export async function startEnvironment(
       node: options.node,
       queue,
       deadLetterQueue,
+      ledger: options.ledger === true,
       bridgeConfig: (overrides = {}) => ({
         amqp: { url, heartbeatSeconds: 5, reconnectInitialDelayMs: 100, reconnectMaxDelayMs: 2000 },
         postgrest: { url: rpcServer.url, timeoutMs: 5000 },
-        sources: [{ queue, ...overrides.source }],
+        sources: [
+          {
+            queue,
+            ...(options.ledger === true ? { idempotency: { messageId: 'message-id' } } : {}),
+            ...overrides.source,
+          },
+        ],
         retry: { initialDelayMs: 50, maxDelayMs: 1000, ...overrides.retry },
         shutdown: { graceMs: 5000 },
         http: { port: 0 },

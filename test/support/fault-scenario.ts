@@ -78,16 +78,43 @@ export async function finishAndAccount(
   return { ...(await current()), seconds };
 }
 
-/** The invariants every scenario must hold, with the counts reported as a test diagnostic. */
-export function assertAccounted(t: TestContext, name: string, report: ScenarioReport): void {
+const reports: { readonly name: string; readonly exactlyOnce: boolean; readonly report: ScenarioReport }[] =
+  [];
+
+/**
+ * The invariants every scenario must hold, with the counts reported as a test diagnostic. With
+ * the ledger (`exactlyOnce`) every message that became a job became exactly one.
+ */
+export function assertAccounted(
+  t: TestContext,
+  name: string,
+  report: ScenarioReport,
+  exactlyOnce = false,
+): void {
+  reports.push({ name, exactlyOnce, report });
   t.diagnostic(
     `${name}: published ${report.published}, job rows ${report.jobRows}, dead letters ${report.deadLetters}, ` +
       `duplicate jobs ${report.duplicateJobs} (all without a dedupe key), duplicate dead letters ` +
       `${report.duplicateDeadLetters}, ${report.seconds.toFixed(1)} s`,
   );
+  if (exactlyOnce) assert.equal(report.duplicateJobs, 0, 'with the ledger, no message became two jobs');
   assert.deepEqual(report.missing, [], 'every message is a job or a dead letter');
   assert.deepEqual(report.validDeadLettered, [], 'no valid message is dead-lettered');
   assert.deepEqual(report.duplicatedWithKey, [], 'no message with a dedupe key became two jobs');
   assert.deepEqual(report.sharedKeyViolations, [], 'one job per shared dedupe key');
   assert.deepEqual(report.unknownRows, [], 'no job that was not published');
+}
+
+/** One row per scenario run in this file: lost and duplicates, with the ledger and without. */
+export function accountingTable(): string {
+  const rows = reports.map(
+    ({ name, exactlyOnce, report }) =>
+      `| ${name} | ${exactlyOnce ? 'on' : 'off'} | ${report.published} | ${report.missing.length} | ` +
+      `${report.duplicateJobs} | ${report.duplicateDeadLetters} | ${report.seconds.toFixed(1)} |`,
+  );
+  return [
+    '| scenario | ledger | published | lost | duplicate jobs | duplicate dead letters | seconds |',
+    '|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
 }

@@ -16,6 +16,7 @@ export const PGQUEUER_SCHEMA_SQL = fileURLToPath(new URL('./pgqueuer-schema.sql'
 export const INSTALL_SQL = fileURLToPath(new URL('../../sql/install.sql', import.meta.url));
 export const UNINSTALL_SQL = fileURLToPath(new URL('../../sql/uninstall.sql', import.meta.url));
 export const BATCH_INSTALL_SQL = fileURLToPath(new URL('../../sql/install-batch.sql', import.meta.url));
+export const LEDGER_INSTALL_SQL = fileURLToPath(new URL('../../sql/install-ledger.sql', import.meta.url));
 
 const DUPLICATE_OBJECT = '42710';
 const UNIQUE_VIOLATION = '23505';
