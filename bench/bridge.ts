@@ -36,6 +36,7 @@ function bridgeConfig(
       {
         queue,
         queueArguments: queueArguments(step.queueType),
+        ...(rig.ledger ? { idempotency: { messageId: 'message-id' } } : {}),
         ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }),
       },
     ],

@@ -63,6 +63,8 @@ export interface BenchOptions {
   readonly persistent: boolean;
   /** Run the bridge in batch mode (bulk function) instead of one job per call. */
   readonly batch: boolean;
+  /** Give every message an id and run the bridge with the idempotency ledger (`_once` functions). */
+  readonly ledger: boolean;
   readonly build: boolean;
   readonly scenarios: readonly ScenarioName[];
   /** Queue types the bare consumer and the drain run on. */
@@ -109,6 +111,8 @@ export const USAGE = `usage: npm run bench -- [options]      (each option also a
   --cpu-prof DIR        run the bridge in the drain under node --cpu-prof, profiles into DIR
   --transient           publish non-persistent messages (default persistent)
   --batch               run the bridge in batch mode (bulk function; default one job per call)
+  --ledger              give every message an id and run the bridge with the idempotency ledger
+                        (sql/install-ledger.sql, the _once functions), to measure what it costs
   --no-build            use the existing dist/ instead of running npm run build first
   --out DIR             where the JSON results go (default bench/results)`;
 
@@ -142,6 +146,7 @@ export function parseOptions(argv: readonly string[], env: Env = process.env): B
       transient: { type: 'boolean' },
       batch: { type: 'boolean' },
       'no-build': { type: 'boolean' },
+      ledger: { type: 'boolean' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -179,7 +184,11 @@ export function parseOptions(argv: readonly string[], env: Env = process.env): B
     return items;
   };
   const batch = values.batch ?? env.BENCH_BATCH === '1';
+  const ledger = values.ledger ?? env.BENCH_LEDGER === '1';
   const endpoint = parseEndpoint(pick('endpoint'));
+  if (ledger && endpoint.kind === 'url') {
+    throw new UsageError('--ledger runs on the scratch database only, not behind --endpoint URL');
+  }
   const endpointDb = pick('endpoint-db');
   if (endpoint.kind === 'url' && endpointDb === undefined) {
     throw new UsageError(
@@ -202,6 +211,7 @@ export function parseOptions(argv: readonly string[], env: Env = process.env): B
     soakMessages: int('soak-messages', 1_000_000, 1000, 100_000_000),
     persistent: !(values.transient ?? env.BENCH_TRANSIENT === '1'),
     batch,
+    ledger,
     build: !(values['no-build'] ?? env.BENCH_NO_BUILD === '1'),
     scenarios: parseScenarios(pick('scenarios'), batch),
     queueTypes: parseQueueTypes(pick('queue-types')),

@@ -75,7 +75,11 @@ export async function publishEnvelopes(
     const size = Math.min(perBatch, count - offset);
     const batch = Array.from({ length: size }, (_, i) => ({
       body: envelope(first + offset + i, clock.nowMs(), payloadBytes),
-      options: { persistent, contentType: CONTENT_TYPE },
+      options: {
+        persistent,
+        contentType: CONTENT_TYPE,
+        ...(rig.ledger ? { messageId: String(first + offset + i) } : {}),
+      },
     }));
     await rig.broker.publish(queue, batch);
   }

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import {
   BATCH_INSTALL_SQL,
+  LEDGER_INSTALL_SQL,
   createScratchDatabase,
   INSTALL_SQL,
   PGQUEUER_SCHEMA_SQL,
@@ -38,6 +39,8 @@ export interface Rig {
   readonly rpcUrl: string;
   readonly broker: TestBroker;
   readonly amqpUrl: string;
+  /** Messages carry ids and the bridge calls the ledger's `_once` functions. */
+  readonly ledger: boolean;
   readonly postgresPid: number | undefined;
   /** The database's name, to tell its backends from those of other work on the same server. */
   readonly databaseName: string;
@@ -93,6 +96,7 @@ export async function startRig(cleanup: Cleanup, options: BenchOptions): Promise
     rpcUrl: endpoint.url,
     broker,
     amqpUrl: url,
+    ledger: options.ledger,
     postgresPid: localDb ? listeningPid(Number(dbUrl.port || 5432)) : undefined,
     databaseName: database,
     rabbitmqPid: listeningPid(Number(new URL(url).port || 5672)),
@@ -103,7 +107,10 @@ export async function startRig(cleanup: Cleanup, options: BenchOptions): Promise
     },
     rpcPath: (fn) => `${base.pathname.replace(/\/+$/, '')}/rpc/${fn}`,
     resetJobs: async () => {
-      await db.pool.query('TRUNCATE pgqueuer, pgqueuer_log RESTART IDENTITY');
+      // Message ids start again at 0 in every scenario: the ledger must forget the last one's.
+      await db.pool.query(
+        `TRUNCATE pgqueuer, pgqueuer_log${options.ledger ? ', pgqueuer_ledger' : ''} RESTART IDENTITY`,
+      );
       await db.pool.query('CHECKPOINT');
     },
     idsTaken: async () => {
@@ -135,6 +142,7 @@ async function jobDatabase(
     cleanup.add(`drop database ${scratch.name}`, () => scratch.drop());
     // The bulk function is there either way; only --batch makes the bridge call it.
     await runPsql(scratch.name, BATCH_INSTALL_SQL);
+    if (options.ledger) await runPsql(scratch.name, LEDGER_INSTALL_SQL);
     return { db: scratch, database: scratch.name };
   }
   const uri = options.endpointDb;

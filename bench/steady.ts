@@ -49,6 +49,7 @@ export async function steadyScenario(context: Context): Promise<ScenarioResult> 
         const accepted = channel.publish('', queue, envelope(warmup + sent, clock.nowMs()), {
           persistent: options.persistent,
           contentType: CONTENT_TYPE,
+          ...(rig.ledger ? { messageId: String(warmup + sent) } : {}),
         });
         sent++;
         if (!accepted) await drained(channel);
