@@ -1,6 +1,6 @@
 import type { Config, SourceConfig } from './config/config.ts';
 import { onceFunctions } from './config/idempotency.ts';
-import type { EnqueueArgs } from './message/decode.ts';
+import type { EnqueueArgs } from './message/args.ts';
 import { type TokenSource, withTokenRefresh } from './postgrest/auth.ts';
 import { Batcher } from './postgrest/batcher.ts';
 import { RpcClient, rpcSocketBudget } from './postgrest/client.ts';
