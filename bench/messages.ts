@@ -1,5 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
-import { decodeMessage, type EnqueueArgs } from '../src/message/decode.ts';
+import type { EnqueueArgs } from '../src/message/args.ts';
+import { decodeMessage } from '../src/message/decode.ts';
 
 /**
  * Every scenario enqueues the same job shape: a small JSON payload and headers carrying the

@@ -1,7 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_BATCH_MAX_SIZE, defaultPrefetch } from '../src/config/config.ts';
+import { DEFAULT_BATCH_MAX_SIZE } from '../src/config/delivery-schema.ts';
+import { defaultPrefetch } from '../src/config/source-schema.ts';
 import { type Ceiling, ceilingOf } from './limit.ts';
 import { type CpuUse, QUIET_THRESHOLD } from './measure.ts';
 import type { BenchOptions } from './options.ts';

@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { configSchema } from '../src/config/config.ts';
+import { configSchema } from '../src/config/schema.ts';
 
 /**
  * The README's configuration table, generated from the zod schema so the two cannot drift:

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
-import { maskUrlPassword } from '../src/config/config.ts';
+import { maskUrlPassword } from '../src/config/mask.ts';
 import { BridgeProcess } from '../test/support/bridge-process.ts';
 import { createScratchDatabase, pgSettings, type ScratchDatabase } from '../test/support/pg.ts';
 import { findPostgrest } from '../test/support/postgrest/binary.ts';

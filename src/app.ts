@@ -8,26 +8,25 @@ import { type NodeMove, startIndex } from './amqp/nodes.ts';
 import { ConfirmPublisher } from './amqp/publisher.ts';
 import { AmqpSettlePort } from './amqp/settle-port.ts';
 import { amqpSocketOptions } from './amqp/tls.ts';
+import { BrokerFaults } from './broker-faults.ts';
 import type { Config } from './config/config.ts';
 import { readConfiguredFile } from './config/files.ts';
-import { onceFunctions } from './config/idempotency.ts';
+import { createEnqueuers, createRpcClient, type RpcCalls } from './enqueuers.ts';
 import { toError } from './errors.ts';
 import { type HttpEndpoint, startHttp } from './http.ts';
-import type { EnqueueArgs } from './message/decode.ts';
 import { createPolicy } from './message/policy.ts';
 import { Metrics } from './metrics.ts';
 import { Pipeline } from './pipeline/pipeline.ts';
-import { createTokenSource, type TokenSource, withTokenRefresh } from './postgrest/auth.ts';
-import { Batcher } from './postgrest/batcher.ts';
-import { RpcClient, rpcSocketBudget } from './postgrest/client.ts';
-import { type Enqueuer, singleEnqueuer } from './postgrest/enqueuer.ts';
+import { createTokenSource, type TokenSource } from './postgrest/auth.ts';
+import { RpcClient } from './postgrest/client.ts';
 import { LedgerMaintenance } from './postgrest/ledger-maintenance.ts';
 import { expectedFunctions, type ProbeReport, probeEndpoint } from './postgrest/probe.ts';
 import { EndpointWatch } from './postgrest/watch.ts';
-import { type Readiness, readiness } from './readiness.ts';
+import type { Readiness } from './readiness.ts';
 import { Circuit } from './resilience/circuit.ts';
 import { within } from './resilience/deadline.ts';
 import { RateLimiter } from './resilience/rate-limit.ts';
+import { currentReadiness, type StatusParts, statusReport } from './status.ts';
 
 /**
  * The composition root: builds every part from the config and owns their lifecycle.
@@ -57,12 +56,6 @@ export interface AppOverrides {
   readonly processMetrics?: boolean;
 }
 
-type RpcCalls = {
-  enqueue: RpcClient['enqueue'];
-  postBatch?: RpcClient['postBatch'];
-  close?: () => void;
-};
-
 /** Consecutive transient failures (no success between) that pause intake. */
 const PAUSE_AFTER_FAILURES = 5;
 
@@ -80,34 +73,17 @@ export class App {
   #tokens: TokenSource | undefined;
   #stopping: Promise<number> | undefined;
   #wasReady = false;
-  #everReady = false;
   readonly #watch: EndpointWatch;
-  readonly #brokerFaults = new Map<string, BrokerFault>();
-  #reportStartupFault: (line: string) => void = () => undefined;
+  readonly #brokerFaults = new BrokerFaults();
   /** Settles with one line naming the key when the broker refuses the config before the first ready. */
-  readonly startupFault = new Promise<string>((resolve) => {
-    this.#reportStartupFault = resolve;
-  });
+  readonly startupFault = this.#brokerFaults.startupFault;
 
   constructor(config: Config, logger: Logger, overrides: AppOverrides = {}) {
     this.config = config;
     this.#logger = logger;
     this.metrics = new Metrics({ processMetrics: overrides.processMetrics ?? true });
     const endpointCa = readConfiguredFile(config.postgrest.caFile, 'postgrest.caFile');
-    this.#rpc =
-      overrides.rpc ??
-      new RpcClient({
-        url: config.postgrest.url,
-        function: config.postgrest.function,
-        schema: config.postgrest.schema,
-        timeoutMs: config.postgrest.timeoutMs,
-        bearerToken: () => this.#tokens?.token(),
-        maxSockets: rpcSocketBudget(config),
-        ca: endpointCa,
-        batchFunction: config.batch.enabled ? config.batch.function : undefined,
-        batchTimeoutMs: config.batch.timeoutMs,
-        ...onceFunctions(config),
-      });
+    this.#rpc = overrides.rpc ?? createRpcClient(config, () => this.#tokens?.token(), endpointCa);
     const { maintenanceIntervalMs, table } = config.ledger;
     this.#ledgerMaintenance =
       maintenanceIntervalMs === undefined || !(this.#rpc instanceof RpcClient)
@@ -210,29 +186,8 @@ export class App {
       refresh: async () => this.#tokens?.refresh(),
       close: () => undefined,
     };
-    const rpc = this.#rpc;
-    const single = singleEnqueuer(
-      withTokenRefresh((args: EnqueueArgs) => rpc.enqueue(args), tokens),
-      config.postgrest.dedupeConstraint,
-    );
-    const enqueuers = new Map<string, Enqueuer>(
-      config.sources.map((source) => {
-        const postBatch = rpc.postBatch;
-        if (!config.batch.enabled || postBatch === undefined) return [source.queue, single];
-        const once = source.idempotency !== undefined;
-        const post = withTokenRefresh(
-          (bodies: readonly string[]) => postBatch.call(rpc, bodies, once),
-          tokens,
-        );
-        const batcher = new Batcher(
-          { postBatch: post },
-          { ...config.batch, concurrency: source.concurrency },
-        );
-        return [source.queue, batcher];
-      }),
-    );
     this.#pipeline = new Pipeline({
-      enqueuer: (source) => enqueuers.get(source.queue) ?? single,
+      enqueuer: createEnqueuers(config, this.#rpc, tokens),
       parallelism: (source) => (config.batch.enabled ? source.prefetch : source.concurrency),
       settle: new AmqpSettlePort(this.#publisher, this.metrics, logger),
       maxInFlightBytes: config.intake.maxInFlightBytes,
@@ -262,24 +217,24 @@ export class App {
     return this.#readiness().ready;
   }
 
-  #readiness(): Readiness {
-    return readiness({
+  #parts(): StatusParts {
+    return {
+      consumer: this.#consumer,
+      publisher: this.#publisher,
+      watch: this.#watch,
+      circuit: this.#circuit,
+      pipeline: this.#pipeline,
+      brokerFaults: this.#brokerFaults,
       stopping: this.#stopping !== undefined,
-      consuming: this.#consumer.consuming,
-      intakePaused: this.#consumer.paused,
-      brokerFaults: [...this.#brokerFaults.values()],
-      brokerBlocked: this.#publisher.blocked,
-      endpoint: this.#watch.verdict,
-      endpointFailing: this.#circuit.isOpen ? 'calls fail' : undefined,
-      internalErrors: this.#pipeline.faulty,
-    });
+    };
+  }
+
+  #readiness(): Readiness {
+    return currentReadiness(this.#parts());
   }
 
   #onBrokerFault(scope: string, fault: BrokerFault | undefined): void {
-    if (fault === undefined) this.#brokerFaults.delete(scope);
-    else this.#brokerFaults.set(scope, fault);
-    if (fault?.config === true && !this.#everReady)
-      this.#reportStartupFault(`${fault.key}: ${fault.message}`);
+    this.#brokerFaults.set(scope, fault);
     this.#updateReady();
   }
 
@@ -295,24 +250,7 @@ export class App {
   }
 
   status(): Record<string, unknown> {
-    const { reason } = this.#readiness();
-    const endpoint = this.#watch.verdict;
-    return {
-      reason,
-      endpointReady: endpoint?.ok === true,
-      endpointVerified: endpoint?.ok === true && endpoint.verified,
-      consuming: this.#consumer.consuming,
-      brokerNode: this.#consumer.node?.address ?? null,
-      deadLetterPublisherNode: this.#publisher.node?.address ?? null,
-      endpointFailing: this.#circuit.isOpen,
-      intakePaused: this.#consumer.paused,
-      intakePausedFor: this.#consumer.pausedFor,
-      deadLetterPublisherConnected: this.#publisher.ready,
-      brokerBlocked: this.#publisher.blocked,
-      internalErrors: this.#pipeline.faulty,
-      inFlight: this.#pipeline.active,
-      stopping: this.#stopping !== undefined,
-    };
+    return statusReport(this.#parts());
   }
 
   async start(): Promise<void> {
@@ -387,7 +325,7 @@ export class App {
     const ready = this.ready;
     this.metrics.ready.set(ready ? 1 : 0);
     this.metrics.setReadiness(this.#readiness().kind, this.#watch.verdict?.ok === true);
-    if (ready) this.#everReady = true;
+    if (ready) this.#brokerFaults.markReady();
     if (ready === this.#wasReady) return;
     this.#wasReady = ready;
     this.#logger.info({ ready, ...this.status() }, ready ? 'ready' : 'not ready');

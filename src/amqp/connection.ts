@@ -1,7 +1,7 @@
 import type { ChannelModel } from 'amqplib';
 import amqp from 'amqplib';
 import type { Logger } from 'pino';
-import { maskUrlPassword } from '../config/config.ts';
+import { maskUrlPassword } from '../config/mask.ts';
 import { toError } from '../errors.ts';
 import { backoffDelay } from '../resilience/backoff.ts';
 import { within } from '../resilience/deadline.ts';

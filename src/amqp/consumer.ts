@@ -7,9 +7,10 @@ import { within } from '../resilience/deadline.ts';
 import { sleep } from '../resilience/sleep.ts';
 import type { AckHold } from './acks.ts';
 import { type ConnectFn, ConnectionKeeper, type ConnectionSettings } from './connection.ts';
-import { AmqpDelivery, endLease, type Lease, openLease } from './delivery.ts';
-import { type BrokerFault, declareFault } from './faults.ts';
+import { AmqpDelivery, endLease, type Lease } from './delivery.ts';
+import type { BrokerFault } from './faults.ts';
 import type { BrokerNode, NodeMove } from './nodes.ts';
+import { closeLease, openFault, openSourceChannel, type SourceState, sourceState } from './source-channel.ts';
 
 /**
  * Consumes the source queues: one channel per source (so a channel error on one queue does not
@@ -17,6 +18,7 @@ import type { BrokerNode, NodeMove } from './nodes.ts';
  *
  * Lifecycle of a source:
  *   OPENING   channel created, prefetch set, source and dead-letter queues declared
+ *             (source-channel.ts)
  *   CONSUMING basic.consume active; deliveries flow to the handler
  *   PAUSED    consumer cancelled (the endpoint is failing, or too many bytes are held);
  *             unacked deliveries stay on the channel and can still be acked
@@ -34,13 +36,6 @@ import type { BrokerNode, NodeMove } from './nodes.ts';
 
 export type PauseReason = 'circuit' | 'memory';
 
-/** Closes the channel after sending the acks it still owes. */
-async function closeLease(lease: Lease, channel: Channel): Promise<void> {
-  lease.acks.flush();
-  endLease(lease);
-  await channel.close().catch(() => undefined);
-}
-
 export interface ConsumerOptions {
   /** How a source's acks wait to share frames (see acks.ts); by default they don't. */
   readonly ackHold?: (source: SourceConfig) => AckHold | undefined;
@@ -55,29 +50,6 @@ export interface ConsumerEvents {
   readonly onStateChange?: () => void;
   /** What keeps the connection (scope 'connection') or a source (its queue) down; undefined when fine. */
   readonly onFault?: (scope: string, fault: BrokerFault | undefined) => void;
-}
-
-/** A declare that failed, with what it means for the operator. */
-class DeclareError extends Error {
-  readonly fault: BrokerFault;
-
-  constructor(fault: BrokerFault, cause: unknown) {
-    super(fault.message, { cause });
-    this.fault = fault;
-  }
-}
-
-interface SourceState {
-  readonly config: SourceConfig;
-  /** Its position in `sources`, for the config keys in fault messages. */
-  readonly index: number;
-  fault: BrokerFault | undefined;
-  lease: Lease | undefined;
-  channel: Channel | undefined;
-  consumerTag: string | undefined;
-  reopenAttempt: number;
-  /** The intake change in progress; the next one starts after it. */
-  changing: Promise<void>;
 }
 
 export class AmqpConsumer {
@@ -103,16 +75,7 @@ export class AmqpConsumer {
     this.#ackHold = options.ackHold;
     this.#events = events;
     this.#logger = logger;
-    this.#sources = sources.map((config, index) => ({
-      config,
-      index,
-      fault: undefined,
-      lease: undefined,
-      channel: undefined,
-      consumerTag: undefined,
-      reopenAttempt: 0,
-      changing: Promise.resolve(),
-    }));
+    this.#sources = sources.map(sourceState);
     this.#keeper = new ConnectionKeeper(
       settings,
       {
@@ -210,15 +173,7 @@ export class AmqpConsumer {
     try {
       await this.#openSource(connection, source);
     } catch (error) {
-      const fault =
-        error instanceof DeclareError
-          ? error.fault
-          : {
-              kind: 'unavailable' as const,
-              config: false,
-              key: undefined,
-              message: `cannot open the source: ${toError(error).message}`,
-            };
+      const fault = openFault(error);
       // One line per change of what is wrong, not a stack trace per attempt.
       const fields = { queue: source.config.queue, key: fault.key, reason: fault.message };
       if (source.fault?.message === fault.message)
@@ -230,32 +185,9 @@ export class AmqpConsumer {
   }
 
   async #openSource(connection: ChannelModel, source: SourceState): Promise<void> {
-    const { config, index } = source;
-    const channel = await connection.createChannel();
-    const lease = openLease(channel, this.#ackHold?.(config));
-    // A channel error (precondition failed, queue deleted, consumer timeout) must not crash the
-    // process; what it means is reported where the failed operation is awaited.
-    channel.on('error', (error: Error) =>
-      this.#logger.debug({ err: error, queue: config.queue }, 'channel closed by the broker'),
-    );
-    channel.on('close', () => this.#onChannelClosed(source, lease));
-    source.lease = lease;
-    source.channel = channel;
-    await channel.prefetch(config.prefetch, false);
-    const keys = (argumentsKey: string, queueKey: string) => ({
-      arguments: `sources.${index}.${argumentsKey}`,
-      queue: `sources.${index}.${queueKey}`,
-    });
-    await declaring(config.queue, keys('queueArguments', 'queue'), () =>
-      config.declare
-        ? channel.assertQueue(config.queue, { durable: true, arguments: config.queueArguments })
-        : channel.checkQueue(config.queue),
-    );
-    await declaring(config.deadLetterQueue, keys('deadLetterQueueArguments', 'deadLetterQueue'), () =>
-      channel.assertQueue(config.deadLetterQueue, {
-        durable: true,
-        arguments: config.deadLetterQueueArguments,
-      }),
+    const { config } = source;
+    await openSourceChannel(connection, source, this.#ackHold?.(config), this.#logger, (lease) =>
+      this.#onChannelClosed(source, lease),
     );
     source.reopenAttempt = 0;
     if (source.fault !== undefined) {
@@ -372,17 +304,5 @@ export class AmqpConsumer {
       source.consumerTag = undefined;
     }
     this.#events.onStateChange?.();
-  }
-}
-
-async function declaring(
-  queue: string,
-  keys: { readonly arguments: string; readonly queue: string },
-  declare: () => Promise<unknown>,
-): Promise<void> {
-  try {
-    await declare();
-  } catch (error) {
-    throw new DeclareError(declareFault(error, queue, keys), error);
   }
 }

@@ -1,4 +1,4 @@
-import { maskUrlPassword } from '../config/config.ts';
+import { maskUrlPassword } from '../config/mask.ts';
 import { errorCode, toError } from '../errors.ts';
 
 /**

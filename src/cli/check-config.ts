@@ -1,4 +1,5 @@
-import { loadConfig, maskSecrets } from '../config/config.ts';
+import { loadConfig } from '../config/config.ts';
+import { maskSecrets } from '../config/mask.ts';
 import { poolWarnings } from '../config/sizing.ts';
 import { defineCommand, EXIT } from './command.ts';
 import { configOption } from './config-option.ts';

@@ -1,4 +1,4 @@
-import { CONFIG_PATH_ENV } from '../config/config.ts';
+import { CONFIG_PATH_ENV } from '../config/env.ts';
 import type { OptionSpec } from './command.ts';
 
 /** `--config FILE` for every command that reads the bridge config. */

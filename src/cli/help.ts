@@ -1,4 +1,4 @@
-import { CONFIG_PATH_ENV, ENV_OVERRIDES } from '../config/config.ts';
+import { CONFIG_PATH_ENV, ENV_OVERRIDES } from '../config/env.ts';
 import { type Command, EXIT, type OptionTable } from './command.ts';
 
 /**

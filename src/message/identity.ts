@@ -1,12 +1,8 @@
 import type { IdempotencyConfig } from '../config/idempotency.ts';
-import {
-  checkText,
-  type DecodeResult,
-  type IncomingMessage,
-  InvalidMessageError,
-  invalid,
-  MAX_DEDUPE_KEY_BYTES,
-} from './decode.ts';
+import type { IncomingMessage } from './args.ts';
+import type { DecodeResult } from './decode.ts';
+import { checkText, MAX_DEDUPE_KEY_BYTES } from './fields.ts';
+import { InvalidMessageError, invalid } from './invalid.ts';
 
 /**
  * The message's identity for the idempotency ledger, added to what decoding made of it. Where

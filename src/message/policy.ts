@@ -1,6 +1,6 @@
 import type { Config } from '../config/config.ts';
-import type { EnqueueArgs } from './decode.ts';
-import { InvalidMessageError } from './decode.ts';
+import type { EnqueueArgs } from './args.ts';
+import { InvalidMessageError } from './invalid.ts';
 
 /**
  * The operator's limits on what may be enqueued, checked after decoding and before the RPC.

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.ts';
-import type { EnqueueArgs } from '../message/decode.ts';
+import type { EnqueueArgs } from '../message/args.ts';
 import type { Metrics, Tally } from '../metrics.ts';
 import { retryDelay } from '../resilience/backoff.ts';
 import { sleep } from '../resilience/sleep.ts';

@@ -1,7 +1,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { SignJWT } from 'jose';
 import type { Logger } from 'pino';
-import { bearerTokenText, type Config } from '../config/config.ts';
+import type { Config } from '../config/config.ts';
+import { bearerTokenText } from '../config/postgrest-schema.ts';
 import { ConfigError, toError } from '../errors.ts';
 import type { RpcResult } from './client.ts';
 

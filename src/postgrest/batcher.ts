@@ -1,5 +1,5 @@
 import pLimit, { type LimitFunction } from 'p-limit';
-import type { EnqueueArgs } from '../message/decode.ts';
+import type { EnqueueArgs } from '../message/args.ts';
 import { classify, type Outcome } from './classify.ts';
 import { type BatchItemResult, encodeEnqueueBody, type RpcResult } from './client.ts';
 import { type Attempt, type Enqueuer, NOT_SENT } from './enqueuer.ts';

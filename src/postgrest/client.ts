@@ -3,7 +3,7 @@ import https from 'node:https';
 import { urlToHttpOptions } from 'node:url';
 import type { Config } from '../config/config.ts';
 import { errorCode, toError } from '../errors.ts';
-import type { EnqueueArgs } from '../message/decode.ts';
+import type { EnqueueArgs } from '../message/args.ts';
 
 /**
  * PostgREST client for one function: POST {url}/rpc/{function} with the named arguments as a JSON

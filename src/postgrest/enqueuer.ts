@@ -1,4 +1,4 @@
-import type { EnqueueArgs } from '../message/decode.ts';
+import type { EnqueueArgs } from '../message/args.ts';
 import { classify, type Outcome } from './classify.ts';
 import type { RpcResult } from './client.ts';
 

@@ -1,9 +1,6 @@
-import {
-  type DecodeOptions,
-  type IncomingMessage,
-  type InvalidReason,
-  MAX_HEADERS_DEPTH,
-} from '../../src/message/decode.ts';
+import type { DecodeOptions, IncomingMessage } from '../../src/message/args.ts';
+import { MAX_HEADERS_DEPTH } from '../../src/message/fields.ts';
+import type { InvalidReason } from '../../src/message/invalid.ts';
 
 /**
  * Malformed and hostile messages, each with the rejection reason the bridge must give. Shared by

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { setMaxListeners } from 'node:events';
 import { pino } from 'pino';
 import { type Config, parseConfig, type SourceConfig } from '../../src/config/config.ts';
-import type { EnqueueArgs } from '../../src/message/decode.ts';
+import type { EnqueueArgs } from '../../src/message/args.ts';
 import { createPolicy } from '../../src/message/policy.ts';
 import { Metrics } from '../../src/metrics.ts';
 import type {

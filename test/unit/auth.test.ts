@@ -7,7 +7,7 @@ import { jwtVerify } from 'jose';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/config.ts';
 import { ConfigError } from '../../src/errors.ts';
-import type { EnqueueArgs } from '../../src/message/decode.ts';
+import type { EnqueueArgs } from '../../src/message/args.ts';
 import { createTokenSource, withTokenRefresh } from '../../src/postgrest/auth.ts';
 import type { RpcResult } from '../../src/postgrest/client.ts';
 

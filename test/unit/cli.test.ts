@@ -7,7 +7,8 @@ import { COMMANDS } from '../../src/cli/commands.ts';
 import { configOption } from '../../src/cli/config-option.ts';
 import { commandHelp, overviewHelp } from '../../src/cli/help.ts';
 import { psqlSet, scriptVariables, sqlCommand } from '../../src/cli/sql.ts';
-import { ENV_OVERRIDES, parseConfig } from '../../src/config/config.ts';
+import { parseConfig } from '../../src/config/config.ts';
+import { ENV_OVERRIDES } from '../../src/config/env.ts';
 import { poolWarnings, totalConcurrency } from '../../src/config/sizing.ts';
 
 const OPTIONS = {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import type { Config } from '../../src/config/config.ts';
-import { maskSecrets, maskUrlPassword, parseConfig } from '../../src/config/config.ts';
+import { type Config, parseConfig } from '../../src/config/config.ts';
+import { maskSecrets, maskUrlPassword } from '../../src/config/mask.ts';
 import { ConfigError } from '../../src/errors.ts';
 
 type Raw = Record<string, unknown>;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { EnqueueArgs } from '../../src/message/decode.ts';
+import type { EnqueueArgs } from '../../src/message/args.ts';
 import type { RpcResult } from '../../src/postgrest/client.ts';
 import { type Attempt, type Enqueuer, NOT_SENT } from '../../src/postgrest/enqueuer.ts';
 import { RateLimiter } from '../../src/resilience/rate-limit.ts';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { idempotencySchema, onceFunctions } from '../../src/config/idempotency.ts';
-import { type DecodeOptions, decodeMessage, type IncomingMessage } from '../../src/message/decode.ts';
+import type { DecodeOptions, IncomingMessage } from '../../src/message/args.ts';
+import { decodeMessage } from '../../src/message/decode.ts';
 import { identify } from '../../src/message/identity.ts';
 
 /** Decoding and identification as the pipeline does them, for an envelope or a raw source. */

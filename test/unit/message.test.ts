@@ -1,22 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import type {
-  DecodeOptions,
-  DecodeResult,
-  EnqueueArgs,
-  IncomingMessage,
-  InvalidReason,
-} from '../../src/message/decode.ts';
+import type { DecodeOptions, EnqueueArgs, IncomingMessage } from '../../src/message/args.ts';
+import { type DecodeResult, decodeMessage } from '../../src/message/decode.ts';
 import {
-  decodeMessage,
-  InvalidMessageError,
   MAX_DEDUPE_KEY_BYTES,
   MAX_ENTRYPOINT_BYTES,
   MAX_HEADERS_DEPTH,
   PG_INT_MAX,
   PG_INT_MIN,
-} from '../../src/message/decode.ts';
+} from '../../src/message/fields.ts';
+import { InvalidMessageError, type InvalidReason } from '../../src/message/invalid.ts';
 import { BAD_INPUTS, nestedObject } from '../support/bad-inputs.ts';
 
 type Properties = IncomingMessage['properties'];

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { parseConfig, type SourceConfig } from '../../src/config/config.ts';
-import type { EnqueueArgs } from '../../src/message/decode.ts';
+import type { EnqueueArgs } from '../../src/message/args.ts';
 import { createPolicy } from '../../src/message/policy.ts';
 import { Metrics } from '../../src/metrics.ts';
 import type { Delivery } from '../../src/pipeline/delivery.ts';

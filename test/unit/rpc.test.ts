@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import type { EnqueueArgs } from '../../src/message/decode.ts';
+import type { EnqueueArgs } from '../../src/message/args.ts';
 import type { RpcResult } from '../../src/postgrest/client.ts';
 import { encodeEnqueueBody, interpretResponse, parseRetryAfter } from '../../src/postgrest/client.ts';
 

@@ -1,4 +1,4 @@
-import type { EnqueueArgs } from '../../../src/message/decode.ts';
+import type { EnqueueArgs } from '../../../src/message/args.ts';
 import type { BatchItemResult, RpcResult } from '../../../src/postgrest/client.ts';
 import type { ProbeReport } from '../../../src/postgrest/probe.ts';
 import type { AnswerKind, Ledger } from './ledger.ts';
