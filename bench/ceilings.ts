@@ -4,7 +4,7 @@ import autocannon from 'autocannon';
 import { ackHoldFor, ChannelAcks } from '../src/amqp/acks.ts';
 import { DEFAULT_BATCH_MAX_SIZE } from '../src/config/delivery-schema.ts';
 import { defaultPrefetch } from '../src/config/source-schema.ts';
-import { encodeEnqueueBody } from '../src/postgrest/client.ts';
+import { encodeEnqueueBody } from '../src/postgrest/request-body.ts';
 import { CpuProbe, sleep } from './measure.ts';
 import { jobArgs } from './messages.ts';
 import type { BenchOptions } from './options.ts';

@@ -9,7 +9,8 @@ import { decodeMessage } from '../src/message/decode.ts';
 import { Hold } from '../src/pipeline/hold.ts';
 import { Batcher } from '../src/postgrest/batcher.ts';
 import { classify } from '../src/postgrest/classify.ts';
-import { encodeEnqueueBody, type RpcResult } from '../src/postgrest/client.ts';
+import type { RpcResult } from '../src/postgrest/client.ts';
+import { encodeEnqueueBody } from '../src/postgrest/request-body.ts';
 import { envelope, jobArgs } from './messages.ts';
 
 /**
@@ -70,7 +71,7 @@ function tasks(): Record<string, () => unknown> {
   );
   const ids = Array.from({ length: BATCH }, (_, i) => ({ id: String(i) }));
   const batcher = new Batcher(
-    { postBatch: async (bodies) => ids.slice(0, bodies.length) },
+    { postBatch: async () => ids },
     { maxSize: BATCH, lingerMs: 5, concurrency: 10, maxBytes: 32 * 1024 * 1024 },
   );
   const drain = new AbortController();

@@ -5,9 +5,9 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import {
   BATCH_INSTALL_SQL,
-  LEDGER_INSTALL_SQL,
   createScratchDatabase,
   INSTALL_SQL,
+  LEDGER_INSTALL_SQL,
   PGQUEUER_SCHEMA_SQL,
   runPsql,
 } from '../test/support/pg.ts';

@@ -53,7 +53,7 @@ export function createEnqueuers(
       const postBatch = rpc.postBatch;
       if (!config.batch.enabled || postBatch === undefined) return [source.queue, single];
       const once = source.idempotency !== undefined;
-      const post = withTokenRefresh((bodies: readonly string[]) => postBatch.call(rpc, bodies, once), tokens);
+      const post = withTokenRefresh((body: Buffer) => postBatch.call(rpc, body, once), tokens);
       const batcher = new Batcher({ postBatch: post }, { ...config.batch, concurrency: source.concurrency });
       return [source.queue, batcher];
     }),

@@ -202,7 +202,7 @@ export class Metrics {
   });
   readonly inFlightBytes: Gauge = new Gauge({
     name: 'pgq_bridge_in_flight_bytes',
-    help: 'Message bytes held by deliveries not yet settled',
+    help: 'Bytes held by deliveries not yet settled: bodies, and decoded payloads and request bodies of those being called',
     registers: [this.registry],
     collect: (): void => this.inFlightBytes.set(this.#inFlightBytes()),
   });

@@ -116,7 +116,9 @@ export const intakeSchema = z
       .int()
       .min(1024 * 1024)
       .default(256 * 1024 * 1024)
-      .describe('Message bytes held at once across sources; past it intake pauses until deliveries finish.'),
+      .describe(
+        'Bytes held at once across sources: message bodies, and for messages being called their decoded payload and request body (the payload as hex); past it intake pauses until deliveries finish.',
+      ),
   })
   .prefault({})
   .describe('Memory bounds of intake.');

@@ -5,7 +5,7 @@ import type { Delivery } from './delivery.ts';
 
 /**
  * A source's deliveries: at most `limit` worked on at once, the rest waiting in arrival order,
- * and the bytes they hold. p-limit does the same with several promises and closures per call;
+ * and the bytes they hold (message bodies, and what `charge` adds for their calls). p-limit does the same with several promises and closures per call;
  * every delivery passes through here, up to a prefetch window of them at once, so a plain queue
  * keeps them light.
  */
@@ -56,10 +56,18 @@ export class Lanes {
     else lane.waiting.push(delivery);
   }
 
-  /** Called once per delivery when its work is over; starts the next one waiting. */
-  done(delivery: Delivery): void {
+  /** Bytes a delivery holds beyond its body while it is worked on; `done` gives them back. */
+  charge(bytes: number): void {
+    this.#bytes += bytes;
+  }
+
+  /**
+   * Called once per delivery when its work is over, with what was charged for it; starts the
+   * next one waiting.
+   */
+  done(delivery: Delivery, charged: number): void {
     this.#active--;
-    this.#bytes -= delivery.body.length;
+    this.#bytes -= delivery.body.length + charged;
     const lane = this.#laneFor(delivery.source);
     lane.running--;
     const next = lane.waiting.shift();

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Config, SourceConfig } from '../config/config.ts';
 import { toError } from '../errors.ts';
 import type { EnqueueArgs } from '../message/args.ts';
-import { decodeMessage } from '../message/decode.ts';
+import { type DecodeResult, decodeMessage } from '../message/decode.ts';
 import { identify } from '../message/identity.ts';
 import type { Policy } from '../message/policy.ts';
 import type { Metrics } from '../metrics.ts';
@@ -17,6 +17,7 @@ import { sleep } from '../resilience/sleep.ts';
 import { type Action, type DeliveryEvent, decide, type Rules } from './decide.ts';
 import { type Delivery, deliveryFields, type SettlePort } from './delivery.ts';
 import { repeatedFailure, resultFields, rpcReason } from './describe.ts';
+import { callBytes } from './footprint.ts';
 import { HandBackHistory } from './history.ts';
 import { Hold } from './hold.ts';
 import { Lanes } from './lanes.ts';
@@ -47,7 +48,10 @@ export interface PipelineDeps {
   readonly retry: Config['retry'];
   readonly policy: Policy;
   readonly rateLimiter?: RateLimiter | undefined;
-  /** Message bytes held at once; past it intake should pause, past twice it arrivals go back. */
+  /**
+   * Bytes held at once (message bodies and what their calls hold, see footprint.ts); past it
+   * intake should pause, past twice it arrivals go back.
+   */
   readonly maxInFlightBytes: number;
   /** Told when held bytes cross the limit (true) and fall back to half of it (false). */
   readonly onMemoryPressure?: ((over: boolean) => void) | undefined;
@@ -68,6 +72,8 @@ export class Pipeline {
   #bugStreak = 0;
   /** Deliveries left unsettled while draining: the broker gets them back when channels close. */
   #released = 0;
+  /** Whether intake was told to pause for memory and not told to resume since. */
+  #overBudget = false;
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
@@ -116,7 +122,20 @@ export class Pipeline {
       return;
     }
     this.#lanes.add(delivery);
-    if (bytes <= max && this.#lanes.bytes > max) this.#deps.onMemoryPressure?.(true);
+    this.#checkPressure();
+  }
+
+  /** Over the budget: intake pauses; back at half of it: intake resumes. */
+  #checkPressure(): void {
+    const bytes = this.#lanes.bytes;
+    const max = this.#deps.maxInFlightBytes;
+    if (!this.#overBudget && bytes > max) {
+      this.#overBudget = true;
+      this.#deps.onMemoryPressure?.(true);
+    } else if (this.#overBudget && bytes <= max / 2) {
+      this.#overBudget = false;
+      this.#deps.onMemoryPressure?.(false);
+    }
   }
 
   /**
@@ -132,25 +151,29 @@ export class Pipeline {
 
   async #run(delivery: Delivery): Promise<void> {
     const hold = new Hold(delivery, this.#drainSignal.signal, this.#deps.retry.maxHoldMs);
+    let charged = 0;
     try {
-      await this.#process(delivery, hold);
+      if (this.draining || !delivery.live) return;
+      const message = { body: delivery.body, properties: delivery.attributes };
+      const decoded = identify(decodeMessage(message, delivery.source), message, delivery.source.idempotency);
+      if (decoded.ok) {
+        charged = callBytes(delivery.body, decoded.args);
+        this.#lanes.charge(charged);
+        this.#checkPressure();
+      }
+      await this.#process(delivery, decoded, hold);
     } catch (error) {
       await this.#afterBug(delivery, hold, error);
     } finally {
       hold.dispose();
       if (delivery.live && this.draining) this.#released++;
-      const before = this.#lanes.bytes;
-      this.#lanes.done(delivery);
-      const half = this.#deps.maxInFlightBytes / 2;
-      if (before > half && this.#lanes.bytes <= half) this.#deps.onMemoryPressure?.(false);
+      this.#lanes.done(delivery, charged);
+      this.#checkPressure();
     }
   }
 
   /** Synchronous up to the first I/O: decoding needs no frame of its own. */
-  #process(delivery: Delivery, hold: Hold): Promise<void> | undefined {
-    if (this.draining || !delivery.live) return;
-    const message = { body: delivery.body, properties: delivery.attributes };
-    const decoded = identify(decodeMessage(message, delivery.source), message, delivery.source.idempotency);
+  #process(delivery: Delivery, decoded: DecodeResult, hold: Hold): Promise<void> | undefined {
     const rejection = decoded.ok ? this.#deps.policy.check(decoded.args) : decoded.error;
     if (rejection !== undefined) {
       const action = this.#decide({ kind: 'invalid_message' }, delivery, hold, 0, false);

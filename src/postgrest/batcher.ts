@@ -1,8 +1,9 @@
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { EnqueueArgs } from '../message/args.ts';
 import { classify, type Outcome } from './classify.ts';
-import { type BatchItemResult, encodeEnqueueBody, type RpcResult } from './client.ts';
+import type { BatchItemResult, RpcResult } from './client.ts';
 import { type Attempt, type Enqueuer, NOT_SENT } from './enqueuer.ts';
+import { bulkBody, bulkBodyBytes, type JobBody, jobBody } from './request-body.ts';
 
 /**
  * Batch mode as an Enqueuer: each delivery still asks for its own job and gets its own answer,
@@ -20,8 +21,8 @@ import { type Attempt, type Enqueuer, NOT_SENT } from './enqueuer.ts';
  * - Any other failure is every member's failure, and each retries.
  */
 export interface BatchTransport {
-  /** Posts the members' bodies; on success one result per job, in order. */
-  postBatch(bodies: readonly string[]): Promise<RpcResult | readonly BatchItemResult[]>;
+  /** Posts a bulk body (`bulkBody`); on success one result per job, in order. */
+  postBatch(body: Buffer): Promise<RpcResult | readonly BatchItemResult[]>;
 }
 
 export interface BatcherOptions {
@@ -34,15 +35,13 @@ export interface BatcherOptions {
 }
 
 interface Member {
-  readonly body: string;
+  readonly job: JobBody;
   readonly sendable: () => boolean;
   readonly resolve: (attempt: Attempt | typeof NOT_SENT) => void;
 }
 
 /** A bulk call's own failure is never a dedupe hit: the function reports those per job. */
 const BULK_CONTEXT = { hasDedupeKey: false, dedupeConstraint: undefined } as const;
-/** `{"jobs":[` and `]}` around the members, and a comma between each two. */
-const ENVELOPE_BYTES = 11;
 
 export class Batcher implements Enqueuer {
   readonly #transport: BatchTransport;
@@ -68,18 +67,18 @@ export class Batcher implements Enqueuer {
 
   enqueue(args: EnqueueArgs, sendable: () => boolean): Promise<Attempt | typeof NOT_SENT> {
     return new Promise((resolve) => {
-      const body = encodeEnqueueBody(args);
+      const job = jobBody(args);
       // Would this member push the open batch past its byte limit? Then the batch goes first.
-      if (this.#open.length > 0 && this.#openBytes + body.length + 1 > this.#byteBudget()) this.#flush();
-      this.#open.push({ body, sendable, resolve });
-      this.#openBytes += body.length + 1;
+      if (this.#open.length > 0 && this.#openBytes + job.bytes + 1 > this.#byteBudget()) this.#flush();
+      this.#open.push({ job, sendable, resolve });
+      this.#openBytes += job.bytes + 1;
       if (this.#open.length >= this.#size || this.#openBytes >= this.#byteBudget()) this.#flush();
       else this.#timer ??= setTimeout(() => this.#flush(), this.#options.lingerMs);
     });
   }
 
   #byteBudget(): number {
-    return this.#options.maxBytes - ENVELOPE_BYTES;
+    return this.#options.maxBytes - bulkBodyBytes(0, 0);
   }
 
   #flush(): void {
@@ -101,7 +100,7 @@ export class Batcher implements Enqueuer {
     if (batch.length === 0) return;
     let answer: RpcResult | readonly BatchItemResult[];
     try {
-      answer = await this.#transport.postBatch(batch.map((member) => member.body));
+      answer = await this.#post(batch);
     } catch (error) {
       answer = { kind: 'network_error', errno: 'UNKNOWN', message: String(error), requestSent: true };
     }
@@ -123,6 +122,18 @@ export class Batcher implements Enqueuer {
       this.#size = Math.max(1, Math.min(this.#size, Math.floor(batch.length / 2)));
     }
     for (const member of batch) member.resolve({ outcome, result: failure });
+  }
+
+  /** The body lives only as long as this call: nothing else holds the members' encoded bytes. */
+  #post(batch: readonly Member[]): Promise<RpcResult | readonly BatchItemResult[]> {
+    let body: Buffer;
+    try {
+      body = bulkBody(batch.map((member) => member.job));
+    } catch (error) {
+      // No memory for a buffer this large: this body can never be built, so it must be split.
+      return Promise.resolve({ kind: 'body_too_large', message: String(error) });
+    }
+    return this.#transport.postBatch(body);
   }
 }
 

@@ -4,6 +4,7 @@ import { urlToHttpOptions } from 'node:url';
 import type { Config } from '../config/config.ts';
 import { errorCode, toError } from '../errors.ts';
 import type { EnqueueArgs } from '../message/args.ts';
+import { encodeEnqueueBody } from './request-body.ts';
 
 /**
  * PostgREST client for one function: POST {url}/rpc/{function} with the named arguments as a JSON
@@ -30,7 +31,7 @@ export type RpcResult =
       /** From Retry-After; 0 when absent (PostgREST 13+ always sends 0). */
       readonly retryAfterMs: number;
     }
-  /** The request body could not be built (past the batch byte limit or V8's string limit). */
+  /** The request body could not be built (no memory for a buffer that large). */
   | { readonly kind: 'body_too_large'; readonly message: string }
   /** 2xx whose body is not a job id: the function is not the one we think it is. */
   | { readonly kind: 'bad_response'; readonly status: number; readonly message: string }
@@ -67,24 +68,6 @@ const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 const JOB_ID = /^\s*(-?\d+)\s*$/;
 /** The `_once` functions' answer, as jsonb prints it. */
 const ONCE_RESULT = /^\s*\{\s*"id"\s*:\s*(-?\d+)\s*,\s*"replayed"\s*:\s*(true|false)\s*\}\s*$/;
-
-/**
- * The request body. Bytes go as bytea hex text (`\x…`): PostgREST hands a JSON string to
- * bytea's input function, which would store a base64 string as its ASCII characters.
- * Headers are the publisher's own JSON text, so large integers in them stay exact.
- */
-export function encodeEnqueueBody(args: EnqueueArgs): string {
-  let body =
-    args.messageId === undefined
-      ? `{"entrypoint":${JSON.stringify(args.entrypoint)}`
-      : `{"message_id":${JSON.stringify(args.messageId)},"entrypoint":${JSON.stringify(args.entrypoint)}`;
-  if (args.payload !== undefined) body += `,"payload":"\\\\x${args.payload.toString('hex')}"`;
-  if (args.priority !== undefined) body += `,"priority":${args.priority}`;
-  if (args.executeAfter !== undefined) body += `,"execute_after":${JSON.stringify(args.executeAfter)}`;
-  if (args.dedupeKey !== undefined) body += `,"dedupe_key":${JSON.stringify(args.dedupeKey)}`;
-  if (args.headersJson !== undefined) body += `,"headers":${args.headersJson}`;
-  return `${body}}`;
-}
 
 export class RpcClient {
   readonly #options: RpcClientOptions;
@@ -135,20 +118,10 @@ export class RpcClient {
     return this.#post(target, encodeEnqueueBody(args), interpretResponse, this.#options.timeoutMs);
   }
 
-  /**
-   * One call of the bulk function: `{"jobs":[<the single call's body>, ...]}`, from the members'
-   * bodies as `encodeEnqueueBody` made them (the batcher measures them before grouping).
-   */
-  postBatch(bodies: readonly string[], once = false): Promise<RpcResult | readonly BatchItemResult[]> {
+  /** One call of the bulk function with its body, `{"jobs":[...]}` as `bulkBody` writes it. */
+  postBatch(body: Buffer, once = false): Promise<RpcResult | readonly BatchItemResult[]> {
     const target = once ? this.#batchOnceTarget : this.#batchTarget;
     if (target === undefined) throw new Error(`no ${once ? '_once ' : ''}batch function configured`);
-    let body: string;
-    try {
-      body = `{"jobs":[${bodies.join(',')}]}`;
-    } catch (error) {
-      // Past V8's longest string: this body can never be built, so it must be split, not retried.
-      return Promise.resolve({ kind: 'body_too_large', message: toError(error).message });
-    }
     return this.#post(
       target,
       body,
@@ -173,7 +146,7 @@ export class RpcClient {
 
   #post<T>(
     target: Target,
-    body: string,
+    body: string | Buffer,
     interpret: (status: number, text: string, retryAfter: string | undefined) => T | RpcResult,
     timeoutMs: number,
   ): Promise<T | RpcResult> {

@@ -44,11 +44,11 @@ function fakeTransport(
   const calls: string[][] = [];
   return {
     calls,
-    async postBatch(bodies: readonly string[]) {
-      const jobs = bodies.map((body) => {
-        const parsed = JSON.parse(body) as { entrypoint: string; dedupe_key?: string };
-        return { entrypoint: parsed.entrypoint, dedupeKey: parsed.dedupe_key };
-      });
+    async postBatch(body: Buffer) {
+      const parsed = JSON.parse(body.toString('utf8')) as {
+        jobs: { entrypoint: string; dedupe_key?: string }[];
+      };
+      const jobs = parsed.jobs.map((job) => ({ entrypoint: job.entrypoint, dedupeKey: job.dedupe_key }));
       calls.push(jobs.map((j) => j.entrypoint));
       const fixed = answer?.(jobs);
       if (fixed !== undefined) return fixed;

@@ -301,29 +301,49 @@ describe('Nothing is sent for a delivery that is gone', () => {
 
 describe('Memory is bounded by bytes', () => {
   const MiB = 1024 * 1024;
-  const bounded = testConfig({ intake: { maxInFlightBytes: 2 * MiB } });
-  // Just under a MiB each, envelope included.
+  const bounded = testConfig({ intake: { maxInFlightBytes: 6 * MiB } });
+  // Just under a MiB each, envelope included. While its call is worked on, each delivery holds
+  // its body, the decoded payload and the request body with the payload as hex: just under 4 MiB.
   const big = (entrypoint: string) => ({ entrypoint, payload: { blob: 'x'.repeat(MiB - 100) } });
+
+  it('counts what a call holds, not only the message, and gives it back when the call is done', async () => {
+    const calls = new HeldCalls();
+    const { deliver, metrics } = harness({ config: bounded, call: calls.call });
+    const delivery = deliver(source, big('1'));
+    await settle();
+    const held = await metricValue(metrics, 'pgq_bridge_in_flight_bytes', {});
+    assert.ok(held !== undefined && held > 4 * MiB - 1024 && held < 4 * MiB, `held ${held} bytes`);
+    calls.answerOldest();
+    await until(() => delivery.settled === 'ack');
+    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight_bytes', {}), 0);
+  });
+
+  it('gives back what a delivery that is not called holds: only its body was counted', async () => {
+    const { deliver, metrics } = harness({ config: bounded, call: new HeldCalls().call });
+    const refused = deliver(source, { entrypoint: 1, payload: { blob: 'x'.repeat(MiB) } });
+    await until(() => refused.settled === 'ack');
+    assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight_bytes', {}), 0);
+  });
 
   it('reports pressure past the budget, hands back arrivals past twice it, and clears below half', async () => {
     const calls = new HeldCalls();
     const { deliver, memory, metrics } = harness({ config: bounded, call: calls.call });
-    const kept = [deliver(source, big('1')), deliver(source, big('2')), deliver(source, big('3'))];
+    const first = deliver(source, big('1'));
+    assert.deepEqual(memory, [], 'one call of just under 4 MiB is within 6');
+    const kept = [first, deliver(source, big('2'))];
     assert.deepEqual(memory, [true], 'over the budget: intake should pause');
-    const late = deliver(source, big('4'));
-    const later = deliver(source, big('5'));
-    assert.equal(late.settled, undefined, 'still under twice the budget');
+    const late = deliver(source, big('3'));
+    const later = deliver(source, big('4'));
+    assert.equal(late.settled, undefined, 'its body still fits under twice the budget');
     assert.equal(later.settled, 'requeue', 'past twice the budget: back to the broker at once');
     assert.equal(await metricValue(metrics, 'pgq_bridge_requeued_total', { queue: 'c', why: 'memory' }), 1);
     await settle();
     calls.answerOldest();
     calls.answerOldest();
-    await until(() => kept.filter((d) => d.settled === 'ack').length === 2);
-    assert.deepEqual(memory, [true], 'two MiB left is not below half of the budget yet');
-    calls.answerOldest();
     await until(() => kept.every((d) => d.settled === 'ack'));
-    assert.deepEqual(memory, [true, false]);
+    assert.deepEqual(memory, [true], 'one call of 4 MiB left is not below half of the budget yet');
     calls.answerOldest();
     await until(() => late.settled === 'ack');
+    assert.deepEqual(memory, [true, false]);
   });
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { callBytes } from '../../src/pipeline/footprint.ts';
 import type { RpcResult } from '../../src/postgrest/client.ts';
 import { HeldCalls, harness, metricValue, settle, testConfig, until } from '../support/pipeline.ts';
 
@@ -131,8 +132,12 @@ describe('Pipeline metrics', () => {
     assert.equal(await metricValue(metrics, 'pgq_bridge_deliveries_total', a), 5);
     assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', a), 5);
     assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight', b), 1);
-    const bytes =
-      5 * Buffer.byteLength(JSON.stringify(job('job.0'))) + Buffer.byteLength(JSON.stringify(job('b.0')));
+    // Each message's body, and for those being called what the call holds (here no payload:
+    // the request's fields); those waiting for a turn hold only their body.
+    const body = (entrypoint: string): number => Buffer.byteLength(JSON.stringify(job(entrypoint)));
+    const calling = calls.open.reduce((sum, call) => sum + callBytes(Buffer.alloc(0), call.args), 0);
+    assert.ok(calls.open.length < 6 && calling > 0);
+    const bytes = 5 * body('job.0') + body('b.0') + calling;
     assert.equal(await metricValue(metrics, 'pgq_bridge_in_flight_bytes', {}), bytes);
     assert.equal(await metricValue(metrics, 'pgq_bridge_enqueued_total', a), undefined);
 

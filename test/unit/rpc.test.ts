@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { EnqueueArgs } from '../../src/message/args.ts';
 import type { RpcResult } from '../../src/postgrest/client.ts';
-import { encodeEnqueueBody, interpretResponse, parseRetryAfter } from '../../src/postgrest/client.ts';
+import { interpretResponse, parseRetryAfter } from '../../src/postgrest/client.ts';
+import { encodeEnqueueBody } from '../../src/postgrest/request-body.ts';
 
 /** What PostgREST would see: the parsed body, with the bytea hex text turned back into bytes. */
 function decodeBody(body: string): { readonly fields: Record<string, unknown>; readonly payload?: Buffer } {

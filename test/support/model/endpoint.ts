@@ -92,12 +92,12 @@ export class Endpoint {
     }) as Promise<RpcResult>;
   };
 
-  postBatch = (bodies: readonly string[]): Promise<Answer> => {
+  postBatch = (body: Buffer): Promise<Answer> => {
     const fault = this.#next();
-    const members = bodies.map((body) => {
-      const parsed = JSON.parse(body) as { entrypoint: string; dedupe_key?: string };
-      return memberOf(parsed.entrypoint, parsed.dedupe_key);
-    });
+    const { jobs } = JSON.parse(body.toString('utf8')) as {
+      jobs: { entrypoint: string; dedupe_key?: string }[];
+    };
+    const members = jobs.map((job) => memberOf(job.entrypoint, job.dedupe_key));
     const call = {
       source: this.#sourceOf(members[0]?.msgId ?? ''),
       size: members.length,
