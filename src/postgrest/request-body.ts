@@ -82,8 +82,15 @@ const HEX_PAIRS = (() => {
   return table;
 })();
 
-/** Writes `bytes` as hex into `out` at `at` without a string in between; returns the end. */
+/**
+ * Below this many bytes Node's native hex encoder and a short-lived string are cheaper than the
+ * loop; above it the loop keeps a payload-sized string from existing at all (bench:micro).
+ */
+const NATIVE_HEX_MAX_BYTES = 16 * 1024;
+
+/** Writes `bytes` as hex into `out` at `at`; returns the end. */
 export function writeHex(bytes: Buffer, out: Buffer, at: number): number {
+  if (bytes.length <= NATIVE_HEX_MAX_BYTES) return at + out.write(bytes.toString('hex'), at, 'latin1');
   let o = at;
   for (let i = 0; i < bytes.length; i++) {
     const pair = HEX_PAIRS[bytes[i] as number] as number;

@@ -56,4 +56,13 @@ describe('request bodies', () => {
       }),
     );
   });
+
+  it('writes large payloads (past the native encoder threshold) the same way', () => {
+    for (const size of [16 * 1024, 16 * 1024 + 1, 100_003]) {
+      const source = Buffer.from(Array.from({ length: size }, (_, i) => (i * 7919) & 0xff));
+      const out = Buffer.alloc(2 * size + 4, 0x2e);
+      assert.equal(writeHex(source, out, 2), 2 + 2 * size);
+      assert.equal(out.toString('latin1'), `..${source.toString('hex')}..`, `size ${size}`);
+    }
+  });
 });
