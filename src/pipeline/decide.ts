@@ -47,6 +47,7 @@ export interface DeliveryFacts {
   readonly heldMs: number;
 }
 
+/** The limits the rules use; the `retry` section of the config carries them. */
 export interface Rules {
   readonly maxHoldMs: number;
   readonly poisonAttempts: number;

@@ -14,7 +14,7 @@ import { backoffDelay, retryDelay } from '../resilience/backoff.ts';
 import type { Circuit } from '../resilience/circuit.ts';
 import type { RateLimiter } from '../resilience/rate-limit.ts';
 import { sleep } from '../resilience/sleep.ts';
-import { type Action, type DeliveryEvent, decide, type Rules } from './decide.ts';
+import { type Action, type DeliveryEvent, decide } from './decide.ts';
 import { type Delivery, deliveryFields, type SettlePort } from './delivery.ts';
 import { repeatedFailure, resultFields, rpcReason } from './describe.ts';
 import { callBytes } from './footprint.ts';
@@ -64,7 +64,6 @@ export class Pipeline {
   readonly #lanes: Lanes;
   readonly #settler: Settler;
   readonly #history = new HandBackHistory();
-  readonly #rules: Rules;
   readonly #drainSignal = new AbortController();
   /** Calls that succeeded, ever: a delivery compares it with the value when it first failed. */
   #successes = 0;
@@ -77,11 +76,6 @@ export class Pipeline {
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
-    this.#rules = {
-      maxHoldMs: deps.retry.maxHoldMs,
-      poisonAttempts: deps.retry.poisonAttempts,
-      maxDeliveries: deps.retry.maxDeliveries,
-    };
     this.#lanes = new Lanes(deps.parallelism, deps.metrics, (delivery) => this.#run(delivery));
     this.#settler = new Settler({
       port: deps.settle,
@@ -261,7 +255,7 @@ export class Pipeline {
         priorDeliveries: this.#history.priorDeliveries(delivery),
         heldMs: hold.heldMs,
       },
-      this.#rules,
+      this.#deps.retry,
     );
   }
 

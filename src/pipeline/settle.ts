@@ -125,11 +125,7 @@ export class Settler {
           priorDeliveries: delivery.origin.priorDeliveries,
           heldMs: hold.heldMs,
         },
-        {
-          maxHoldMs: retry.maxHoldMs,
-          poisonAttempts: retry.poisonAttempts,
-          maxDeliveries: retry.maxDeliveries,
-        },
+        retry,
       );
       if (action.kind === 'hand_back') return this.handBack(delivery, 'held_too_long');
       if (action.kind !== 'retry') return;

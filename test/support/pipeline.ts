@@ -17,6 +17,7 @@ import { Pipeline, type PipelineDeps } from '../../src/pipeline/pipeline.ts';
 import type { RpcResult } from '../../src/postgrest/client.ts';
 import { type Enqueuer, singleEnqueuer } from '../../src/postgrest/enqueuer.ts';
 import { Circuit } from '../../src/resilience/circuit.ts';
+import { waitFor } from './rabbit.ts';
 
 /**
  * The pipeline without RabbitMQ or HTTP: deliveries that record how they were settled, a settle
@@ -209,13 +210,9 @@ export async function settle(): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Waits (in real time, polling) until `done()` holds; fails after `ms`. */
+/** Polls `done()` every 2 ms (these tests have no broker to wait for); fails after `ms`. */
 export async function until(done: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > deadline) assert.fail('timed out waiting for the condition');
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
+  await waitFor(done, { timeoutMs: ms, intervalMs: 2 });
 }
 
 export async function metricValue(

@@ -6,6 +6,7 @@ import { ConnectionKeeper } from '../../src/amqp/connection.ts';
 import { brokerNodes, type NodeMove, NodeRotation, nodeAddress, startIndex } from '../../src/amqp/nodes.ts';
 import { expandHosts } from '../../src/config/broker-urls.ts';
 import { createLogger } from '../../src/log.ts';
+import { until } from '../support/pipeline.ts';
 
 describe('expandHosts', () => {
   it('gives one URL per host, each with the credentials, vhost and query', () => {
@@ -142,7 +143,7 @@ describe('ConnectionKeeper across cluster nodes', () => {
     assert.equal(connections[0]?.url, 'amqp://u:p@b?heartbeat=2');
 
     connections[0]?.emit('close', new Error('heartbeat timeout'));
-    await waitUntil(() => keeper.node?.address === 'c:5672');
+    await until(() => keeper.node?.address === 'c:5672');
     assert.deepEqual(
       moves.map((m) => `${m.from.address}>${m.to.address}`),
       ['a:5672>b:5672', 'b:5672>c:5672'],
@@ -151,8 +152,3 @@ describe('ConnectionKeeper across cluster nodes', () => {
     assert.equal(keeper.node, undefined);
   });
 });
-
-async function waitUntil(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 2));
-  assert.ok(condition(), 'condition never held');
-}

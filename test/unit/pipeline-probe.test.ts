@@ -10,6 +10,7 @@ import { Pipeline } from '../../src/pipeline/pipeline.ts';
 import type { RpcResult } from '../../src/postgrest/client.ts';
 import { singleEnqueuer } from '../../src/postgrest/enqueuer.ts';
 import { Circuit } from '../../src/resilience/circuit.ts';
+import { until } from '../support/pipeline.ts';
 
 /**
  * The circuit's probe is a delivery's call. When that call throws instead of answering (a bug
@@ -53,11 +54,6 @@ function delivery(entrypoint: string): Delivery & { readonly settled: Settled } 
       return true;
     },
   };
-}
-
-async function until(what: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!what() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 2));
 }
 
 describe('Pipeline with an open circuit', () => {
