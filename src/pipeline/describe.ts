@@ -1,5 +1,8 @@
+import type { Logger } from 'pino';
+import type { EnqueueArgs } from '../message/args.ts';
 import type { RpcResult } from '../postgrest/client.ts';
-import type { DeadLetterKind, DeadLetterReason } from './delivery.ts';
+import type { Attempt } from '../postgrest/enqueuer.ts';
+import { type DeadLetterKind, type DeadLetterReason, type Delivery, deliveryFields } from './delivery.ts';
 
 /** Log fields and dead-letter reasons from what the endpoint answered. */
 
@@ -56,4 +59,29 @@ export function repeatedFailure(result: RpcResult, failures: number, deliveries:
     reason: 'repeated_failure',
     message: `failed ${failures} times in delivery ${deliveries} while other messages succeeded; last error: ${describe(result)}`,
   };
+}
+
+/**
+ * The first failure of a delivery is worth a warning; the rest of a long outage is noise (the
+ * circuit logs the outage itself).
+ */
+export function logFailure(
+  logger: Logger,
+  delivery: Delivery,
+  args: EnqueueArgs,
+  attempt: Attempt,
+  failures: number,
+): void {
+  const level = failures === 1 ? 'warn' : 'debug';
+  if (!logger.isLevelEnabled(level)) return;
+  logger[level](
+    {
+      ...deliveryFields(delivery),
+      entrypoint: args.entrypoint,
+      outcome: attempt.outcome.kind,
+      failures,
+      ...resultFields(attempt.result),
+    },
+    `enqueue failed (${attempt.outcome.kind}); holding and retrying`,
+  );
 }

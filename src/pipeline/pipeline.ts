@@ -14,9 +14,10 @@ import { backoffDelay, retryDelay } from '../resilience/backoff.ts';
 import type { Circuit } from '../resilience/circuit.ts';
 import type { RateLimiter } from '../resilience/rate-limit.ts';
 import { sleep } from '../resilience/sleep.ts';
+import { ByteBudget } from './budget.ts';
 import { type Action, type DeliveryEvent, decide } from './decide.ts';
 import { type Delivery, deliveryFields, type SettlePort } from './delivery.ts';
-import { repeatedFailure, resultFields, rpcReason } from './describe.ts';
+import { logFailure, repeatedFailure, rpcReason } from './describe.ts';
 import { callBytes } from './footprint.ts';
 import { HandBackHistory } from './history.ts';
 import { Hold } from './hold.ts';
@@ -62,6 +63,7 @@ export interface PipelineDeps {
 export class Pipeline {
   readonly #deps: PipelineDeps;
   readonly #lanes: Lanes;
+  readonly #budget: ByteBudget;
   readonly #settler: Settler;
   readonly #history = new HandBackHistory();
   readonly #drainSignal = new AbortController();
@@ -72,11 +74,11 @@ export class Pipeline {
   /** Deliveries left unsettled while draining: the broker gets them back when channels close. */
   #released = 0;
   /** Whether intake was told to pause for memory and not told to resume since. */
-  #overBudget = false;
 
   constructor(deps: PipelineDeps) {
     this.#deps = deps;
     this.#lanes = new Lanes(deps.parallelism, deps.metrics, (delivery) => this.#run(delivery));
+    this.#budget = new ByteBudget(deps.maxInFlightBytes, deps.onMemoryPressure);
     this.#settler = new Settler({
       port: deps.settle,
       metrics: deps.metrics,
@@ -108,28 +110,12 @@ export class Pipeline {
   }
 
   handle(delivery: Delivery): void {
-    const bytes = this.#lanes.bytes;
-    const max = this.#deps.maxInFlightBytes;
-    // Intake pauses at the limit, but a prefetch window already on the wire keeps arriving.
-    if (bytes > 0 && bytes + delivery.body.length > 2 * max) {
+    if (!this.#budget.admits(this.#lanes.bytes, delivery.body.length)) {
       this.#settler.handBack(delivery, 'memory');
       return;
     }
     this.#lanes.add(delivery);
-    this.#checkPressure();
-  }
-
-  /** Over the budget: intake pauses; back at half of it: intake resumes. */
-  #checkPressure(): void {
-    const bytes = this.#lanes.bytes;
-    const max = this.#deps.maxInFlightBytes;
-    if (!this.#overBudget && bytes > max) {
-      this.#overBudget = true;
-      this.#deps.onMemoryPressure?.(true);
-    } else if (this.#overBudget && bytes <= max / 2) {
-      this.#overBudget = false;
-      this.#deps.onMemoryPressure?.(false);
-    }
+    this.#budget.check(this.#lanes.bytes);
   }
 
   /**
@@ -153,7 +139,7 @@ export class Pipeline {
       if (decoded.ok) {
         charged = callBytes(delivery.body, decoded.args);
         this.#lanes.charge(charged);
-        this.#checkPressure();
+        this.#budget.check(this.#lanes.bytes);
       }
       await this.#process(delivery, decoded, hold);
     } catch (error) {
@@ -162,7 +148,7 @@ export class Pipeline {
       hold.dispose();
       if (delivery.live && this.draining) this.#released++;
       this.#lanes.done(delivery, charged);
-      this.#checkPressure();
+      this.#budget.check(this.#lanes.bytes);
     }
   }
 
@@ -225,7 +211,7 @@ export class Pipeline {
         circuit.failure(outcome.kind === 'endpoint_fault' ? 'endpoint_fault' : 'transient', generation);
         metrics.retries.inc({ queue, kind: outcome.kind });
         if (outcome.kind === 'transient' && outcome.ambiguous) metrics.ambiguousRetries.inc({ queue });
-        this.#logFailure(delivery, args, attempt, failures);
+        logFailure(this.#deps.logger, delivery, args, attempt, failures);
       }
       const othersSucceeded = this.#successes > successesAtFirstFailure;
       const action = this.#decide({ kind: 'rpc', outcome }, delivery, hold, failures, othersSucceeded);
@@ -314,24 +300,6 @@ export class Pipeline {
     const delay = Math.max(retry.initialDelayMs, backoffDelay(this.#bugStreak - 1, retry));
     await sleep(delay, hold.signal);
     if (!this.draining) this.#settler.handBack(delivery, 'internal_error');
-  }
-
-  #logFailure(delivery: Delivery, args: EnqueueArgs, attempt: Attempt, failures: number): void {
-    const { logger } = this.#deps;
-    // The first failure of a delivery is worth a warning; the rest of a long outage is noise
-    // (the circuit logs the outage itself).
-    const level = failures === 1 ? 'warn' : 'debug';
-    if (!logger.isLevelEnabled(level)) return;
-    logger[level](
-      {
-        ...deliveryFields(delivery),
-        entrypoint: args.entrypoint,
-        outcome: attempt.outcome.kind,
-        failures,
-        ...resultFields(attempt.result),
-      },
-      `enqueue failed (${attempt.outcome.kind}); holding and retrying`,
-    );
   }
 }
 
