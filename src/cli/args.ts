@@ -63,7 +63,8 @@ export function closest(typed: string, known: readonly string[]): string | undef
   return nearest.length === 1 ? nearest[0]?.[0] : undefined;
 }
 
-function editDistance(a: string, b: string): number {
+/** Levenshtein distance: single-character insertions, deletions and substitutions. */
+export function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const current = [i];

@@ -5,6 +5,7 @@
 // (42883), exactly as with PostgREST.
 
 import type pg from 'pg';
+import { editDistance } from '../../../src/cli/args.ts';
 import type { ContentKind } from './body.ts';
 import { ApiError } from './errors.ts';
 
@@ -255,24 +256,11 @@ function closest(text: string, candidates: readonly string[]): string | undefine
   for (const candidate of candidates) {
     const a = text.toLowerCase();
     const b = candidate.toLowerCase();
-    const score = 1 - levenshtein(a, b) / Math.max(a.length, b.length, 1);
+    const score = 1 - editDistance(a, b) / Math.max(a.length, b.length, 1);
     if (score >= bestScore && (best === undefined || score > bestScore)) {
       best = candidate;
       bestScore = score;
     }
   }
   return best;
-}
-
-function levenshtein(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution));
-    }
-    previous = current;
-  }
-  return previous[b.length] ?? 0;
 }
