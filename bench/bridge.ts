@@ -102,20 +102,9 @@ export async function drainScenario(context: Context): Promise<ScenarioResult> {
       const rss = new RssSampler(pid);
       const deadline = started + options.drainTimeout * 1000;
       let startupCpuMicros: number | undefined;
-      let timedOut = false;
-      for (;;) {
-        rss.sample();
-        const exited = exitedEarly(bridge);
-        if (exited !== undefined) throw exited;
-        if (performance.now() > deadline) {
-          timedOut = true;
-          break;
-        }
-        const ids = await rig.idsTaken();
+      const timedOut = await waitForDrain(rig, queue, options.messages, { bridge, rss, deadline }, (ids) => {
         startupCpuMicros ??= startupCpu(pid, ids);
-        if (await allJobsDone(rig, queue, options.messages, ids)) break;
-        await sleep(POLL_MS);
-      }
+      });
       const seconds = elapsedSeconds(started);
       const cpu = probe.since();
       rss.sample();
@@ -179,6 +168,29 @@ export function startupCpu(pid: number, ids: number): number | undefined {
 }
 
 /** Every message is a job row and nothing is ready in the queue; `ids` is a fresh rig.idsTaken(). */
+/**
+ * Polls until every one of `expected` jobs exists and the queue is empty, sampling the bridge's
+ * RSS and failing if it exits; `onIds` sees each poll's ids taken. True when the deadline passed.
+ */
+export async function waitForDrain(
+  rig: Rig,
+  queue: string,
+  expected: number,
+  { bridge, rss, deadline }: { bridge: BridgeProcess; rss: RssSampler; deadline: number },
+  onIds: (ids: number) => void = () => {},
+): Promise<boolean> {
+  for (;;) {
+    rss.sample();
+    const exited = exitedEarly(bridge);
+    if (exited !== undefined) throw exited;
+    if (performance.now() > deadline) return true;
+    const ids = await rig.idsTaken();
+    onIds(ids);
+    if (await allJobsDone(rig, queue, expected, ids)) return false;
+    await sleep(POLL_MS);
+  }
+}
+
 export async function allJobsDone(rig: Rig, queue: string, expected: number, ids: number): Promise<boolean> {
   return ids >= expected && (await rig.countJobs()) >= expected && (await readyCount(rig, queue)) === 0;
 }

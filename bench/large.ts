@@ -1,4 +1,4 @@
-import { allJobsDone, exitedEarly, POLL_MS, withBridge } from './bridge.ts';
+import { allJobsDone, exitedEarly, POLL_MS, waitForDrain, withBridge } from './bridge.ts';
 import { CpuProbe, elapsedSeconds, RssSampler, sleep } from './measure.ts';
 import { procMemory } from './procs.ts';
 import { freshQueue, preload, publishEnvelopes, readyCount } from './queues.ts';
@@ -148,18 +148,7 @@ async function largeDrain(
       const probe = new CpuProbe(parties(rig, pid));
       const rss = new RssSampler(pid);
       const deadline = started + options.drainTimeout * 1000;
-      let timedOut = false;
-      for (;;) {
-        rss.sample();
-        const exited = exitedEarly(bridge);
-        if (exited !== undefined) throw exited;
-        if (performance.now() > deadline) {
-          timedOut = true;
-          break;
-        }
-        if (await allJobsDone(rig, queue, count, await rig.idsTaken())) break;
-        await sleep(POLL_MS);
-      }
+      const timedOut = await waitForDrain(rig, queue, count, { bridge, rss, deadline });
       const seconds = elapsedSeconds(started);
       const cpu = probe.since();
       rss.sample();
