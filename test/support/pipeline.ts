@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { setMaxListeners } from 'node:events';
 import { pino } from 'pino';
+import type { ConnectionSettings } from '../../src/amqp/connection.ts';
 import { type Config, parseConfig, type SourceConfig } from '../../src/config/config.ts';
 import type { EnqueueArgs } from '../../src/message/args.ts';
 import { createPolicy } from '../../src/message/policy.ts';
@@ -25,6 +26,20 @@ import { waitFor } from './rabbit.ts';
  */
 
 export const DEDUPE_CONSTRAINT = 'pgqueuer_unique_dedupe_key';
+
+/** Connection settings for a consumer or publisher whose broker is a fake (or the local one). */
+export function connectionSettings(overrides: Partial<ConnectionSettings> = {}): ConnectionSettings {
+  return {
+    urls: ['amqp://localhost'],
+    startAt: 0,
+    connectTimeoutMs: 5_000,
+    heartbeatSeconds: 5,
+    connectionName: 'test',
+    reconnectInitialDelayMs: 10,
+    reconnectMaxDelayMs: 10,
+    ...overrides,
+  };
+}
 
 /** A delivery that records its settlement; `lose()` is its channel closing. */
 export class TestDelivery implements Delivery {

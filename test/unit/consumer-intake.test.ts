@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import type { ChannelModel } from 'amqplib';
 import { pino } from 'pino';
 import { AmqpConsumer } from '../../src/amqp/consumer.ts';
-import { testConfig, until } from '../support/pipeline.ts';
+import { connectionSettings, testConfig, until } from '../support/pipeline.ts';
 
 /**
  * Intake changes against a channel whose basic.consume answers only when the test says so:
@@ -54,15 +54,7 @@ function setup() {
       },
     });
   const consumer = new AmqpConsumer(
-    {
-      urls: ['amqp://localhost'],
-      startAt: 0,
-      connectTimeoutMs: 5_000,
-      heartbeatSeconds: 5,
-      connectionName: 'test',
-      reconnectInitialDelayMs: 10,
-      reconnectMaxDelayMs: 10,
-    },
+    connectionSettings(),
     config.sources,
     { onDelivery: () => assert.fail('no deliveries here') },
     pino({ level: 'silent' }),

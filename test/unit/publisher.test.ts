@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import type { ChannelModel } from 'amqplib';
 import { pino } from 'pino';
 import { ConfirmPublisher, PUBLISH_ID_HEADER } from '../../src/amqp/publisher.ts';
-import { until } from '../support/pipeline.ts';
+import { connectionSettings, until } from '../support/pipeline.ts';
 
 /**
  * What counts as published: routed and confirmed, within a deadline. The broker is a confirm
@@ -49,16 +49,7 @@ function setup(confirmTimeoutMs = 50) {
   });
   const blockedEvents: boolean[] = [];
   const publisher = new ConfirmPublisher(
-    {
-      urls: ['amqp://localhost'],
-      startAt: 0,
-      connectTimeoutMs: 5_000,
-      heartbeatSeconds: 5,
-      connectionName: 'test',
-      reconnectInitialDelayMs: 10,
-      reconnectMaxDelayMs: 10,
-      confirmTimeoutMs,
-    },
+    { ...connectionSettings(), confirmTimeoutMs },
     pino({ level: 'silent' }),
     async () => connection as unknown as ChannelModel,
     { onBlocked: (blocked) => blockedEvents.push(blocked) },
